@@ -1,0 +1,37 @@
+/*
+ * Configuration: parse (libconfig: the main file, then conf.d/*.conf beside
+ * it in lexical order), validate (every error collected, each as
+ * "file:line: reason"), build one immutable snapshot. `meshgate -t` and
+ * SIGHUP run exactly this.
+ */
+#ifndef MG_CONF_H
+#define MG_CONF_H
+
+#include <sys/socket.h>
+
+#include "mg_core.h"
+
+typedef struct mg_conf_errors_s {
+    char **msgs;                  /* each "file:line: reason", malloc'ed */
+    unsigned n;
+} mg_conf_errors_t;
+
+/*
+ * Loads |path| and the conf.d/*.conf files in the same directory. Returns a
+ * snapshot, or NULL with every problem found in |errs| (which the caller
+ * zeroes before and frees with mg_conf_errors_free() after). Expands
+ * ${NAME} from the environment in string values.
+ */
+mg_snapshot_t *mg_conf_load(const char *path, mg_conf_errors_t *errs);
+
+/* Frees the snapshot's arena. */
+void mg_snapshot_free(mg_snapshot_t *snap);
+
+void mg_conf_errors_free(mg_conf_errors_t *errs);
+
+/* Parses "host:port", "[v6]:port" or "*:port" into |ss|. Host names are
+ * not resolved (only literal addresses and "localhost"). MG_OK or MG_ERROR. */
+int mg_conf_parse_addr(const char *text, struct sockaddr_storage *ss,
+                       socklen_t *len);
+
+#endif /* MG_CONF_H */

@@ -1,0 +1,45 @@
+/*
+ * Core definitions shared by every meshgate module: return codes and the
+ * forward typedefs, so that headers rarely need to include each other.
+ */
+#ifndef MG_CORE_H
+#define MG_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MG_OK        0
+#define MG_ERROR    -1
+#define MG_AGAIN    -2   /* wait for an event, then call again */
+#define MG_DECLINED -3   /* not mine: try the next one */
+#define MG_DONE     -4   /* finished, or handed off */
+
+#define MG_VERSION_STRING PACKAGE_VERSION
+
+typedef struct mg_pool_s mg_pool_t;
+typedef struct mg_log_s mg_log_t;
+typedef struct mg_buf_s mg_buf_t;
+typedef struct mg_snapshot_s mg_snapshot_t;
+typedef struct mg_listener_conf_s mg_listener_conf_t;
+typedef struct mg_cluster_conf_s mg_cluster_conf_t;
+typedef struct mg_endpoint_conf_s mg_endpoint_conf_t;
+typedef struct mg_route_s mg_route_t;
+typedef struct mg_route_table_s mg_route_table_t;
+typedef struct mg_h1_request_s mg_h1_request_t;
+typedef struct mg_h1_response_s mg_h1_response_t;
+
+#define mg_countof(a) (sizeof(a) / sizeof((a)[0]))
+#define mg_min(a, b) ((a) < (b) ? (a) : (b))
+#define mg_max(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(__GNUC__)
+#define mg_likely(x) __builtin_expect(!!(x), 1)
+#define mg_unlikely(x) __builtin_expect(!!(x), 0)
+#define MG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define mg_likely(x) (x)
+#define mg_unlikely(x) (x)
+#define MG_PRINTF(f, a)
+#endif
+
+#endif /* MG_CORE_H */

@@ -1,0 +1,124 @@
+/*
+ * The running configuration: one immutable snapshot, built by mg_conf_load()
+ * in one arena and only read afterwards. Live state (health, stats, pools)
+ * never lives here.
+ */
+#ifndef MG_SNAPSHOT_H
+#define MG_SNAPSHOT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "mg_core.h"
+#include "mg_h1.h"
+#include "mg_str.h"
+
+/* How a cluster spreads requests over the endpoints of one priority. */
+enum {
+    MG_LB_ROUND_ROBIN = 1,
+    MG_LB_WEIGHTED_ROUND_ROBIN,
+    MG_LB_LEAST_REQUEST
+};
+
+struct mg_endpoint_conf_s {
+    const char *address;          /* as configured, for logs: "host:port" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned weight;              /* >= 1 */
+    const char *zone;             /* "" when not set */
+    unsigned index;               /* 0..snap->nendpoints-1, across clusters */
+    const mg_cluster_conf_t *cluster;
+};
+
+/* One priority level of a cluster. Level 0 holds the local endpoints; the
+ * multi-region work adds one level per remote region after it. */
+typedef struct mg_priority_s {
+    mg_endpoint_conf_t *endpoints;
+    unsigned nendpoints;
+    unsigned total_weight;
+} mg_priority_t;
+
+struct mg_cluster_conf_s {
+    const char *name;
+    unsigned index;               /* 0..snap->nclusters-1 */
+    unsigned lb;                  /* MG_LB_* */
+    double connect_timeout;       /* seconds, default 1 */
+    double response_timeout;      /* upstream response headers, default 15 */
+    double idle_timeout;          /* pooled keep-alive conns, default 60 */
+    unsigned max_idle;            /* pooled conns per endpoint per worker,
+                                   * default 64 */
+    mg_priority_t *priorities;
+    unsigned npriorities;         /* >= 1 */
+    const char *file;             /* where it was defined */
+    int line;
+};
+
+enum {
+    MG_ROUTE_CLUSTER = 1,
+    MG_ROUTE_DIRECT,
+    MG_ROUTE_REDIRECT
+};
+
+struct mg_route_s {
+    unsigned action;              /* MG_ROUTE_* */
+    unsigned path_exact:1;        /* |path| must equal the request path */
+    unsigned allow_upgrade:1;     /* Upgrade (WebSocket) may be tunnelled */
+    unsigned allow_connect:1;     /* CONNECT may open a tunnel */
+    mg_str_t path;                /* the prefix or exact path */
+    const mg_cluster_conf_t *cluster;  /* MG_ROUTE_CLUSTER */
+    double timeout;               /* whole response; 0 = cluster's */
+    /* MG_ROUTE_DIRECT */
+    unsigned status;
+    mg_str_t body;
+    mg_str_t content_type;        /* default "text/plain" */
+    /* MG_ROUTE_REDIRECT: each part empty = keep the request's */
+    unsigned redirect_status;     /* 301 (default), 302, 303, 307, 308 */
+    mg_str_t redirect_scheme;
+    mg_str_t redirect_host;       /* host[:port] */
+    mg_str_t redirect_path;       /* replaces the path; the query is kept */
+    const char *file;
+    int line;
+};
+
+struct mg_listener_conf_s {
+    const char *name;
+    const char *listen;           /* as configured */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned index;
+    int backlog;                  /* default 511 */
+    const mg_route_table_t *routes;
+    mg_h1_limits_t limits;
+    double request_header_timeout;/* default 10 s: 408 */
+    double idle_timeout;          /* keep-alive between requests, 60 s */
+    double send_timeout;          /* client not reading, 60 s */
+    const char *access_log;       /* path, or NULL when off */
+    const char *file;
+    int line;
+};
+
+typedef struct mg_gateway_conf_s {
+    const char *region;           /* default "default" */
+    const char *zone;             /* "" when not set */
+    unsigned workers;             /* "auto" resolved to online CPUs */
+    const char *user;             /* privileges dropped to it when root */
+    double drain_timeout;         /* default 30 s */
+    int log_level;                /* MG_LOG_* */
+    const char *error_log;        /* path or "stderr" */
+    const char *pid_file;         /* NULL when not set */
+} mg_gateway_conf_t;
+
+struct mg_snapshot_s {
+    mg_pool_t *pool;              /* owns everything below */
+    const char *conf_file;        /* the main file */
+    mg_gateway_conf_t gateway;
+    mg_listener_conf_t *listeners;
+    unsigned nlisteners;
+    mg_route_table_t **route_tables;
+    unsigned nroute_tables;
+    mg_cluster_conf_t *clusters;
+    unsigned nclusters;
+    unsigned nendpoints;          /* across all clusters and priorities */
+};
+
+#endif /* MG_SNAPSHOT_H */
