@@ -86,6 +86,7 @@ struct mg_listener_conf_s {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     unsigned index;
+    unsigned admin:1;             /* the admin listener: no routes */
     int backlog;                  /* default 511 */
     const mg_route_table_t *routes;
     mg_h1_limits_t limits;
