@@ -1,8 +1,8 @@
 /*
- * Configuration: parse (libconfig: the main file, then conf.d/*.conf beside
- * it in lexical order), validate (every error collected, each as
- * "file:line: reason"), build one immutable snapshot. `meshgate -t` and
- * SIGHUP run exactly this.
+ * Configuration: parse (libconfig: the main file, then each *.conf in the
+ * conf.d beside it in lexical order), validate (every error collected,
+ * each as "file:line: reason"), build one immutable snapshot.
+ * `meshgate -t` and SIGHUP run exactly this.
  */
 #ifndef MG_CONF_H
 #define MG_CONF_H
@@ -17,9 +17,9 @@ typedef struct mg_conf_errors_s {
 } mg_conf_errors_t;
 
 /*
- * Loads |path| and the conf.d/*.conf files in the same directory. Returns a
- * snapshot, or NULL with every problem found in |errs| (which the caller
- * zeroes before and frees with mg_conf_errors_free() after). Expands
+ * Loads |path| and every *.conf file in the conf.d directory beside it.
+ * Returns a snapshot, or NULL with every problem found in |errs| (which the
+ * caller zeroes before and frees with mg_conf_errors_free() after). Expands
  * ${NAME} from the environment in string values.
  */
 mg_snapshot_t *mg_conf_load(const char *path, mg_conf_errors_t *errs);
