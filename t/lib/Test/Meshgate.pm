@@ -1,0 +1,1077 @@
+package Test::Meshgate;
+
+# Black-box test harness for meshgate, modelled on nginx-tests' Test::Nginx.
+#
+# Each Test::Meshgate object owns a private temp dir, the meshgate master it
+# started and every helper daemon (backends, nginx) it started. Teardown
+# stops all of them by PID and fails when the error log shows an alert or a
+# sanitizer report, or when meshgate died on a signal.
+#
+# Switches (environment):
+#   MESHGATE_BINARY          the binary under test; tests skip without it
+#   TEST_MESHGATE_LEAVE      keep the temp dir (its path is printed)
+#   TEST_MESHGATE_CATLOG     print the meshgate log at teardown
+#   TEST_MESHGATE_VERBOSE    print progress
+#   TEST_MESHGATE_NGINX      nginx binary for run_nginx (default /usr/sbin/nginx)
+#
+# Only core modules are used.
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use Cwd qw(abs_path);
+use Errno qw(EINTR EAGAIN EWOULDBLOCK EINPROGRESS ECONNREFUSED);
+use Fcntl qw(:flock O_RDWR O_CREAT);
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(:sys_wait_h);
+use Socket qw(SOL_SOCKET SO_LINGER IPPROTO_TCP TCP_NODELAY);
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+our @EXPORT = qw(port http http_get parse_response waitforsocket waitfor
+    read_file pattern_bytes);
+our @EXPORT_OK = qw(log_verbose);
+
+our $VERSION = '1.0';
+
+# Where t/ lives, so helpers find t/backend/mg-backend.pl from any cwd.
+our $TDIR = abs_path(dirname(__FILE__) . '/../..');
+
+my %ports;        # symbolic number -> real port, stable in this process
+my @port_locks;   # flock handles that reserve our ports against other runs
+my @instances;    # every Test::Meshgate object, for the END teardown
+my $owner_pid = $$;
+
+sub log_verbose {
+    return unless $ENV{TEST_MESHGATE_VERBOSE};
+    Test::More::diag(join '', @_);
+}
+
+###########################################################################
+# Object life cycle
+
+sub new {
+    my ($class, %opts) = @_;
+
+    my $bin = $ENV{MESHGATE_BINARY};
+    unless (defined $bin && length $bin && -f $bin && -x _) {
+        Test::More::plan(skip_all => 'MESHGATE_BINARY is unset or not '
+            . 'executable' . (defined $bin ? " ($bin)" : ''));
+    }
+
+    my $dir = tempdir('meshgate-test-XXXXXXXXXX', TMPDIR => 1,
+        CLEANUP => $ENV{TEST_MESHGATE_LEAVE} ? 0 : 1);
+    # Workers may run as an unprivileged user: let them reach the files
+    # (writes stay root-only unless a test opens them up).
+    chmod 0755, $dir;
+
+    my $self = bless {
+        testdir => $dir,
+        binary => abs_path($bin),
+        pid => undef,          # meshgate master
+        exit_status => undef,  # $? of the master once reaped
+        daemons => [],         # helper PIDs
+        checked => 0,
+        conf_files => {},      # relpath -> substituted text
+        error_log => $opts{error_log},
+        owner => $$,
+        ndaemon => 0,
+    }, $class;
+    push @instances, $self;
+
+    Test::More::diag("testdir: $dir") if $ENV{TEST_MESHGATE_LEAVE};
+    log_verbose("testdir $dir, binary $self->{binary}");
+    return $self;
+}
+
+sub testdir { $_[0]->{testdir} }
+sub binary { $_[0]->{binary} }
+sub master_pid { $_[0]->{pid} }
+
+###########################################################################
+# Ports
+
+# port(8081) maps a symbolic number to a free 127.0.0.1 port, the same one
+# for the whole test process. The kernel picks it (bind to port 0); a lock
+# file keeps two concurrent test runs from being handed the same port after
+# the probe socket is closed. Callable as a function or a method.
+sub port {
+    shift if ref $_[0];
+    my ($num) = @_;
+    die "port() needs a number\n" unless defined $num;
+    return $ports{$num} if exists $ports{$num};
+
+    my $lockdir = ($ENV{TMPDIR} || '/tmp') . '/meshgate-test-ports';
+    unless (-d $lockdir) {
+        mkdir $lockdir;
+        chmod 01777, $lockdir;
+    }
+    my %taken = map { $_ => 1 } values %ports;
+
+    for (1 .. 200) {
+        my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+            LocalPort => 0, Proto => 'tcp', Listen => 1)
+            or die "cannot bind a probe socket: $!\n";
+        my $p = $probe->sockport();
+        next if $taken{$p};
+        my $lf;
+        next unless sysopen($lf, "$lockdir/$p", O_RDWR | O_CREAT, 0666);
+        unless (flock($lf, LOCK_EX | LOCK_NB)) {
+            close $lf;
+            next;
+        }
+        push @port_locks, $lf;
+        close $probe;
+        $ports{$num} = $p;
+        log_verbose("port($num) = $p");
+        return $p;
+    }
+    die "cannot find a free port for $num\n";
+}
+
+###########################################################################
+# Files
+
+sub _subst {
+    my ($self, $text) = @_;
+    $text =~ s/%%PORT_(\d+)%%/port($1)/ge;
+    $text =~ s/%%TESTDIR%%/$self->{testdir}/g;
+    return $text;
+}
+
+sub write_file {
+    my ($self, $rel, $text) = @_;
+    $text = $self->_subst($text);
+    my $path = $rel =~ m{^/} ? $rel : "$self->{testdir}/$rel";
+    make_path(dirname($path));
+    my $tmp = "$path.tmp.$$";
+    open my $fh, '>', $tmp or die "cannot write $tmp: $!\n";
+    print $fh $text;
+    close $fh or die "cannot write $tmp: $!\n";
+    rename $tmp, $path or die "cannot rename $tmp: $!\n";
+    $self->{conf_files}{$rel} = $text;
+    return $path;
+}
+
+sub write_conf {
+    my ($self, $text) = @_;
+    return $self->write_file('meshgate.conf', $text);
+}
+
+sub conf_path { "$_[0]->{testdir}/meshgate.conf" }
+
+# read_file($path): the whole file, or '' if it does not exist. Relative
+# paths are inside the test dir when called as a method.
+sub read_file {
+    my ($self, $path);
+    if (ref $_[0]) { ($self, $path) = @_ } else { ($path) = @_ }
+    $path = "$self->{testdir}/$path" if $self && $path !~ m{^/};
+    open my $fh, '<', $path or return '';
+    local $/;
+    my $c = <$fh>;
+    return defined $c ? $c : '';
+}
+
+# The current config text: meshgate.conf and conf.d/*.conf as on disk.
+sub _conf_texts {
+    my ($self) = @_;
+    my @files = ($self->conf_path, sort glob("$self->{testdir}/conf.d/*.conf"));
+    return map { read_file($_) } grep { -f $_ } @files;
+}
+
+# Every 127.0.0.1 listen address of the current config.
+sub listen_addrs {
+    my ($self) = @_;
+    my %seen;
+    my @a;
+    for my $text ($self->_conf_texts) {
+        $text =~ s/#[^\n]*//g;
+        while ($text =~ /\blisten\s*=\s*"(127\.0\.0\.1:\d+)"/g) {
+            push @a, $1 unless $seen{$1}++;
+        }
+    }
+    return @a;
+}
+
+sub error_log_path {
+    my ($self) = @_;
+    return $self->{error_log} if defined $self->{error_log};
+    for my $text ($self->_conf_texts) {
+        $text =~ s/#[^\n]*//g;
+        return $1 if $text =~ /\berror_log\s*=\s*"([^"]+)"/;
+    }
+    return "$self->{testdir}/stderr.log";
+}
+
+# The error log of meshgate (since byte offset |since| if given).
+sub log {
+    my ($self, %o) = @_;
+    my $c = read_file($self->error_log_path);
+    return $o{since} ? substr($c, $o{since} > length $c ? length $c
+        : $o{since}) : $c;
+}
+
+sub log_offset { length $_[0]->log }
+
+# Waits until the log matches |re| (after |since|); returns the match or ''.
+sub waitforlog {
+    my ($self, $re, %o) = @_;
+    my $m = '';
+    waitfor(sub {
+        my $l = $self->log(since => $o{since} || 0);
+        if ($l =~ /($re)/) { $m = $1; return 1 }
+        return 0;
+    }, $o{timeout} || 10);
+    return $m;
+}
+
+###########################################################################
+# meshgate
+
+# run(%opts): starts "$MESHGATE_BINARY -c testdir/meshgate.conf" as a child
+# and waits until every listener accepts TCP connections and the master has
+# logged "generation N started". Options: args => [extra arguments],
+# conf => other config path, error_log => path, wait => 0 (return at once),
+# timeout => seconds (10).
+sub run {
+    my ($self, %o) = @_;
+    die "meshgate already running (pid $self->{pid})\n"
+        if $self->{pid} && !defined $self->{exit_status};
+
+    $self->{error_log} = $o{error_log} if defined $o{error_log};
+    my $conf = $o{conf} || $self->conf_path;
+    my @cmd = ($self->{binary}, '-c', $conf, @{$o{args} || []});
+    my $stderr = "$self->{testdir}/stderr.log";
+    my $since = $self->log_offset;
+    my $since_stderr = -s $stderr || 0;
+
+    log_verbose("run: @cmd");
+    my $pid = fork();
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $stderr or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        { no warnings q(exec); exec { $cmd[0] } @cmd; }
+        print STDERR "exec $cmd[0]: $!\n";
+        POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    $self->{exit_status} = undef;
+    $self->{checked} = 0;
+    $self->{run_since} = $since;
+
+    return $self if defined $o{wait} && !$o{wait};
+
+    my $timeout = $o{timeout} || 10;
+    my $deadline = time + $timeout;
+    my $fail = sub {
+        my ($why) = @_;
+        my $log = read_file($stderr);
+        $log = substr($log, $since_stderr) if length $log >= $since_stderr;
+        my $elog = $self->error_log_path ne $stderr ? $self->log : '';
+        die "meshgate: $why\n--- stderr.log ---\n$log"
+            . ($elog ne '' ? "--- error log ---\n$elog" : '') . "\n";
+    };
+
+    for my $addr ($self->listen_addrs) {
+        my $left = $deadline - time;
+        until (_try_connect($addr)) {
+            $fail->("exited with status " . _status_text($self->{exit_status})
+                . " while starting") unless $self->is_running;
+            $fail->("$addr not accepting after ${timeout}s")
+                if time > $deadline;
+            sleep 0.02;
+        }
+    }
+    until ($self->log(since => $since) =~ /generation \d+ started/) {
+        $fail->("exited with status " . _status_text($self->{exit_status})
+            . " while starting") unless $self->is_running;
+        $fail->("no \"generation N started\" line after ${timeout}s")
+            if time > $deadline;
+        sleep 0.02;
+    }
+    log_verbose("meshgate running, pid $pid");
+    return $self;
+}
+
+# True while the master has not exited (reaps it when it has).
+sub is_running {
+    my ($self) = @_;
+    return 0 unless $self->{pid};
+    return 0 if defined $self->{exit_status};
+    my $r = waitpid($self->{pid}, WNOHANG);
+    if ($r == $self->{pid}) {
+        $self->{exit_status} = $?;
+        return 0;
+    }
+    return 1 if $r == 0;
+    # Not our child any more (should not happen): ask the kernel.
+    return kill(0, $self->{pid}) ? 1 : 0;
+}
+
+sub signal {
+    my ($self, $sig) = @_;
+    die "meshgate is not running\n" unless $self->is_running;
+    log_verbose("signal $sig to $self->{pid}");
+    return kill $sig, $self->{pid};
+}
+
+# reload(): SIGHUP, then wait for one more "reload: generation N started"
+# or "reload failed" line. Returns 1 (started), 0 (failed) or undef (no
+# answer within |timeout|).
+sub reload {
+    my ($self, %o) = @_;
+    my $re = qr/reload: generation \d+ started|reload failed/;
+    my $count = () = $self->log =~ /$re/g;
+    $self->signal('HUP') or return undef;
+    my $line;
+    waitfor(sub {
+        my @m = $self->log =~ /^.*(?:$re).*$/mg;
+        return 0 unless @m > $count;
+        $line = $m[$count];
+        return 1;
+    }, $o{timeout} || 10) or do {
+        Test::More::diag("reload: no answer from meshgate");
+        return undef;
+    };
+    log_verbose("reload: $line");
+    return $line =~ /reload failed/ ? 0 : 1;
+}
+
+# The generation number of the last "generation N started" line.
+sub generation {
+    my ($self) = @_;
+    my @g = $self->log =~ /generation (\d+) started/g;
+    return @g ? $g[-1] : undef;
+}
+
+# stop(%opts): SIGTERM (or |signal|), wait up to |timeout| seconds (10),
+# then SIGKILL. Returns the exit status ($?-style), undef if not started.
+sub stop {
+    my ($self, %o) = @_;
+    return undef unless $self->{pid};
+    return $self->{exit_status} if defined $self->{exit_status};
+    my $sig = $o{signal} || 'TERM';
+    log_verbose("stop: $sig to $self->{pid}");
+    kill $sig, $self->{pid};
+    my $st = $self->wait_exit($o{timeout} || 10);
+    unless (defined $st) {
+        Test::More::diag("meshgate (pid $self->{pid}) did not exit after "
+            . "SIG$sig, killing it");
+        $self->{killed_by_harness} = 1;
+        kill 'KILL', $self->{pid};
+        $st = $self->wait_exit(5);
+    }
+    return $st;
+}
+
+# Waits for the master to exit; returns its $? or undef on timeout.
+sub wait_exit {
+    my ($self, $timeout) = @_;
+    return undef unless $self->{pid};
+    waitfor(sub { !$self->is_running }, $timeout // 10);
+    return $self->{exit_status};
+}
+
+sub exit_status { $_[0]->{exit_status} }
+
+sub _status_text {
+    my ($st) = @_;
+    return 'unknown' unless defined $st;
+    return 'signal ' . ($st & 127) . (($st & 128) ? ' (core dumped)' : '')
+        if $st & 127;
+    return 'exit ' . ($st >> 8);
+}
+
+# Process helpers, all from /proc.
+
+sub _proc_stat {
+    my ($pid) = @_;
+    my $s = read_file("/proc/$pid/stat");
+    return unless $s =~ /^\d+ \((.*)\) (\S) (\d+)/s;
+    return { comm => $1, state => $2, ppid => $3 };
+}
+
+# Children of |pid| that are not zombies.
+sub children_of {
+    shift if ref $_[0];
+    my ($ppid) = @_;
+    my @c;
+    opendir my $d, '/proc' or return;
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        my $st = _proc_stat($pid) or next;
+        push @c, $pid + 0 if $st->{ppid} == $ppid && $st->{state} ne 'Z';
+    }
+    return sort { $a <=> $b } @c;
+}
+
+# The worker processes: children of the master, not zombies.
+sub worker_pids {
+    my ($self) = @_;
+    return () unless $self->is_running;
+    return children_of($self->{pid});
+}
+
+# The process title (cmdline with NULs as spaces).
+sub proc_title {
+    shift if ref $_[0];
+    my ($pid) = @_;
+    my $c = read_file("/proc/$pid/cmdline");
+    $c =~ s/\0+$//;
+    $c =~ tr/\0/ /;
+    return $c;
+}
+
+# Real/effective uid of a process, from /proc/PID/status.
+sub proc_uid {
+    shift if ref $_[0];
+    my ($pid) = @_;
+    my $s = read_file("/proc/$pid/status");
+    return $s =~ /^Uid:\s+(\d+)\s+(\d+)/m ? wantarray ? ($1, $2) : $2
+        : undef;
+}
+
+# run_binary(@args): runs the binary in the foreground (|timeout| 10 s);
+# returns { status => exit code or undef, signal, stdout, stderr }.
+sub run_binary {
+    my ($self, @args) = @_;
+    my %o = ref $args[-1] eq 'HASH' ? %{pop @args} : ();
+    my $n = ++$self->{ndaemon};
+    my $out = "$self->{testdir}/cmd-$n.out";
+    my $err = "$self->{testdir}/cmd-$n.err";
+    log_verbose("run_binary: $self->{binary} @args");
+    my $pid = fork();
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out or POSIX::_exit(127);
+        open STDERR, '>', $err or POSIX::_exit(127);
+        { no warnings q(exec); exec { $self->{binary} } $self->{binary},
+            @args; }
+        POSIX::_exit(127);
+    }
+    my $st;
+    waitfor(sub {
+        my $r = waitpid($pid, WNOHANG);
+        $st = $? if $r == $pid;
+        return $r == $pid;
+    }, $o{timeout} || 10);
+    unless (defined $st) {
+        kill 'KILL', $pid;
+        waitpid($pid, 0);
+        return { status => undef, signal => 9, timed_out => 1,
+            stdout => read_file($out), stderr => read_file($err) };
+    }
+    return { status => ($st & 127) ? undef : $st >> 8, signal => $st & 127,
+        stdout => read_file($out), stderr => read_file($err) };
+}
+
+###########################################################################
+# Helper daemons
+
+# run_daemon($cmd, @args): fork/exec a helper; its output goes to
+# testdir/daemon-N.log. Stopped (TERM, then KILL) at teardown.
+sub run_daemon {
+    my ($self, $cmd, @args) = @_;
+    my $n = ++$self->{ndaemon};
+    my $log = "$self->{testdir}/daemon-$n.log";
+    log_verbose("run_daemon: $cmd @args");
+    my $pid = fork();
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        { no warnings q(exec); exec { $cmd } $cmd, @args; }
+        print STDERR "exec $cmd: $!\n";
+        POSIX::_exit(127);
+    }
+    push @{$self->{daemons}}, $pid;
+    return $pid;
+}
+
+# Stops one helper daemon (or every one) by PID.
+sub stop_daemons {
+    my ($self, @pids) = @_;
+    @pids = @{$self->{daemons}} unless @pids;
+    my %live;
+    for my $pid (@pids) {
+        next unless waitpid($pid, WNOHANG) == 0;
+        kill 'TERM', $pid;
+        $live{$pid} = 1;
+    }
+    waitfor(sub {
+        for my $pid (keys %live) {
+            delete $live{$pid} if waitpid($pid, WNOHANG) != 0;
+        }
+        return !%live;
+    }, 5);
+    for my $pid (keys %live) {
+        kill 'KILL', $pid;
+        waitpid($pid, 0);
+    }
+    my %gone = map { $_ => 1 } @pids;
+    $self->{daemons} = [ grep { !$gone{$_} } @{$self->{daemons}} ];
+}
+
+# run_backend(port => N, name => NAME, args => [...]): starts
+# t/backend/mg-backend.pl on 127.0.0.1:port(N) and waits for it. Returns
+# its PID.
+sub run_backend {
+    my ($self, %o) = @_;
+    my $num = defined $o{port} ? $o{port} : 8081;
+    my $addr = '127.0.0.1:' . port($num);
+    my @args = ('--listen', $addr);
+    push @args, '--name', $o{name} if defined $o{name};
+    push @args, @{$o{args}} if $o{args};
+    my $pid = $self->run_daemon($^X, "$TDIR/backend/mg-backend.pl", @args);
+    waitforsocket($addr, $o{timeout} || 10)
+        or die "backend on $addr did not start:\n"
+            . read_file("$self->{testdir}/daemon-$self->{ndaemon}.log");
+    return $pid;
+}
+
+sub has_nginx {
+    my $ng = $ENV{TEST_MESHGATE_NGINX} || '/usr/sbin/nginx';
+    return -x $ng ? $ng : undef;
+}
+
+# run_nginx($http_block): runs nginx (if installed) with the text inside
+# "http { }", with %%PORT_N%% and %%TESTDIR%% substituted. Returns its PID,
+# or 0 if nginx is not installed (the test should skip).
+sub run_nginx {
+    my ($self, $http, %o) = @_;
+    my $ng = has_nginx() or return 0;
+    my $d = "$self->{testdir}/nginx";
+    make_path("$d/logs", "$d/tmp");
+    $http = $self->_subst($http);
+    my $conf = <<"EOF";
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/client_body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+$http
+}
+EOF
+    open my $fh, '>', "$d/nginx.conf" or die "$d/nginx.conf: $!\n";
+    print $fh $conf;
+    close $fh;
+    my $pid = $self->run_daemon($ng, '-p', "$d/", '-e', "$d/error.log",
+        '-c', "$d/nginx.conf");
+    while ($http =~ /\blisten\s+(127\.0\.0\.1:\d+)/g) {
+        waitforsocket($1, $o{timeout} || 10)
+            or die "nginx did not listen on $1:\n"
+                . read_file("$d/error.log");
+    }
+    return $pid;
+}
+
+###########################################################################
+# Teardown
+
+# The final check of every test: stops meshgate (if running), then one test
+# that the log has no alert and no sanitizer report and that meshgate did
+# not die on a signal. |allow| => qr/.../ skips matching alert lines.
+sub stop_and_check {
+    my ($self, %o) = @_;
+    $self->{checked} = 1;
+    my $st = $self->stop;
+    $self->stop_daemons;
+
+    my @bad = $self->problems(%o);
+    my $ok = Test::More::ok(!@bad,
+        'meshgate logged no alert or sanitizer report and exited cleanly');
+    Test::More::diag(join "\n", @bad) if @bad;
+    $self->_catlog;
+    return $ok;
+}
+
+sub problems {
+    my ($self, %o) = @_;
+    my @bad;
+    my %files = map { $_ => 1 } ("$self->{testdir}/stderr.log",
+        $self->error_log_path);
+    for my $f (sort keys %files) {
+        for my $line (split /\n/, read_file($f)) {
+            next unless $line =~ /\[alert\]|AddressSanitizer|runtime error:
+                |LeakSanitizer|ThreadSanitizer|MemorySanitizer/x;
+            next if $o{allow} && $line =~ $o{allow}
+                && $line !~ /Sanitizer|runtime error:/;
+            push @bad, "$f: $line";
+        }
+    }
+    my $st = $self->{exit_status};
+    push @bad, "meshgate exited on " . _status_text($st)
+        if defined $st && ($st & 127);
+    push @bad, "meshgate had to be killed by the harness"
+        if $self->{killed_by_harness};
+    return @bad;
+}
+
+sub _catlog {
+    my ($self) = @_;
+    return if $self->{catlogged}++;
+    my $failed = !Test::More->builder->is_passing;
+    return unless $ENV{TEST_MESHGATE_CATLOG} || $failed;
+    my %files = map { $_ => 1 } ("$self->{testdir}/stderr.log",
+        $self->error_log_path);
+    for my $f (sort keys %files) {
+        my $c = read_file($f);
+        next if $c eq '';
+        Test::More::diag("--- $f ---\n$c");
+    }
+}
+
+sub _teardown {
+    my ($self) = @_;
+    return if $self->{owner} != $$ || $self->{torn_down}++;
+    if (!$self->{checked} && $self->{pid}) {
+        $self->stop;
+        my @bad = $self->problems;
+        if (@bad) {
+            Test::More::diag("teardown: $_") for @bad;
+            $? = 1 unless $?;
+        }
+    }
+    $self->stop_daemons;
+    $self->_catlog if $self->{pid};
+}
+
+END {
+    my $rc = $?;
+    if ($$ == $owner_pid) {
+        for my $t (reverse @instances) {
+            local $?;
+            eval { $t->_teardown };
+            Test::More::diag("teardown: $@") if $@;
+        }
+    }
+    $? = $rc;
+}
+
+###########################################################################
+# Waiting
+
+# waitfor(sub { ... }, $timeout): polls the sub every 20 ms until it returns
+# true (that value is returned) or |timeout| seconds (10) pass (returns 0).
+sub waitfor {
+    my ($code, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (1) {
+        my $r = $code->();
+        return $r if $r;
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+}
+
+sub _try_connect {
+    my ($addr) = @_;
+    my ($h, $p) = split /:/, $addr;
+    my $s = IO::Socket::INET->new(PeerAddr => $h, PeerPort => $p,
+        Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+# waitforsocket("127.0.0.1:PORT", $timeout): 1 once it accepts TCP
+# connections, 0 after |timeout| seconds (10).
+sub waitforsocket {
+    my ($addr, $timeout) = @_;
+    return waitfor(sub { _try_connect($addr) }, $timeout // 10) ? 1 : 0;
+}
+
+###########################################################################
+# HTTP client
+
+our $ERROR = '';   # why the last http() returned undef
+
+sub _connect {
+    my (%o) = @_;
+    my $port = defined $o{port} ? $o{port} : port(8000);
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+        Proto => 'tcp', Timeout => $o{timeout} || 5);
+    unless ($s) {
+        $ERROR = "connect 127.0.0.1:$port: $!";
+        return undef;
+    }
+    $s->autoflush(1);
+    $s->blocking(0);
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+    return $s;
+}
+
+sub _write_all {
+    my ($s, $data, $timeout) = @_;
+    my $deadline = time + ($timeout || 5);
+    my $sel = IO::Select->new($s);
+    my $off = 0;
+    while ($off < length $data) {
+        my $left = $deadline - time;
+        if ($left <= 0) { $ERROR = 'write timeout'; return 0 }
+        next unless $sel->can_write($left);
+        my $n = syswrite($s, $data, 65536, $off);
+        if (!defined $n) {
+            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            $ERROR = "write: $!";
+            return 0;
+        }
+        $off += $n;
+    }
+    return 1;
+}
+
+# Reads from |s| into |$$buf| until EOF, timeout, or (with |one|) one full
+# response. Returns 'eof', 'complete', 'timeout' or 'error'.
+sub _read_into {
+    my ($s, $buf, %o) = @_;
+    my $deadline = time + ($o{timeout} || 5);
+    my $sel = IO::Select->new($s);
+    while (1) {
+        if ($o{one} && length $$buf) {
+            my $r = parse_response($$buf, head => $o{head}, eof => 0);
+            return 'complete' if $r->{complete} || $r->{bad};
+        }
+        my $left = $deadline - time;
+        return 'timeout' if $left <= 0;
+        next unless $sel->can_read($left);
+        my $n = sysread($s, $$buf, 65536, length $$buf);
+        if (!defined $n) {
+            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            $ERROR = "read: $!";
+            return 'error';
+        }
+        return 'eof' if $n == 0;
+    }
+}
+
+# http($raw, %opts): sends raw bytes to 127.0.0.1 and returns the raw reply.
+#   port => P      destination port (default port(8000))
+#   socket => $s   reuse a socket (from start => 1)
+#   start => 1     only connect and send; returns the socket
+#   keep => 1      read one complete response and keep the socket open
+#   head => 1      the request is HEAD (no body in the response)
+#   timeout => s   read/write timeout (5)
+# Returns undef if the connection fails ($Test::Meshgate::ERROR says why);
+# otherwise what was read until EOF/timeout (possibly '').
+sub http {
+    my ($request, %o) = @_;
+    my $s = $o{socket} || _connect(%o) or return undef;
+    if (defined $request && length $request) {
+        _write_all($s, $request, $o{timeout}) or do {
+            Test::More::diag("http: $ERROR") unless $o{quiet};
+            return undef;
+        };
+    }
+    return $s if $o{start};
+    my $buf = '';
+    my $how = _read_into($s, \$buf, %o, one => $o{keep});
+    log_verbose("http: read ", length $buf, " bytes ($how)");
+    if ($how eq 'timeout' && !$o{keep} && !$o{quiet}) {
+        Test::More::diag("http: timeout after reading " . length($buf)
+            . " bytes");
+    }
+    close $s unless $o{keep};
+    return $buf;
+}
+
+# http_get($path, host => H, port => P, headers => [ 'X-A: b', ... ],
+# method => M, version => '1.1', keep => 1, ...): a GET (by default with
+# "Connection: close" unless keep) and the raw reply.
+sub http_get {
+    my ($path, %o) = @_;
+    my $m = $o{method} || 'GET';
+    my $v = $o{version} || '1.1';
+    my $req = "$m $path HTTP/$v\r\n";
+    $req .= 'Host: ' . (defined $o{host} ? $o{host} : 'localhost') . "\r\n"
+        unless defined $o{host} && $o{host} eq '';
+    $req .= "$_\r\n" for @{$o{headers} || []};
+    $req .= "Connection: close\r\n" unless $o{keep} || $v eq '1.0';
+    $req .= "\r\n";
+    return http($req, %o, head => $m eq 'HEAD');
+}
+
+# parse_response($raw, head => 1, eof => 1): splits a raw response into
+#   { status, version, reason, headers => { lc name => value (repeats
+#     joined with ", ") }, header_lines => [ [name, value], ... ], body
+#     (de-chunked), complete (1 if the framing was satisfied), length
+#     (bytes of |raw| used), rest (bytes after it), chunked, interim =>
+#     [ 1xx responses skipped ] }.
+# Returns { bad => 1, ... } if the status line is invalid; a response
+# without the end of its head has complete => 0. Without eof => 1 a
+# close-delimited body is not complete.
+sub parse_response {
+    my ($raw, %o) = @_;
+    my $eof = exists $o{eof} ? $o{eof} : 1;
+    my $off = 0;
+    my @interim;
+    my %r;
+    while (1) {
+        %r = (complete => 0, headers => {}, header_lines => [], body => '',
+            rest => '', length => 0, interim => \@interim);
+        return \%r unless defined $raw;
+        my $end = index($raw, "\r\n\r\n", $off);
+        my $sep = 4;
+        if ($end < 0) {
+            $end = index($raw, "\n\n", $off);
+            $sep = 2;
+        }
+        if ($end < 0) {
+            $r{bad} = 1 if length($raw) > $off
+                && substr($raw, $off, 5) !~ /^(?:H(?:T(?:T(?:P(?:\/)?)?)?)?)$/;
+            return \%r;
+        }
+        my $head = substr($raw, $off, $end - $off);
+        my @lines = split /\r?\n/, $head;
+        my $sl = shift @lines;
+        unless ($sl =~ m{^(HTTP/\d\.\d) (\d{3})(?: (.*))?$}) {
+            $r{bad} = 1;
+            $r{status_line} = $sl;
+            return \%r;
+        }
+        @r{qw(version status reason)} = ($1, $2, defined $3 ? $3 : '');
+        $r{status_line} = $sl;
+        for my $l (@lines) {
+            my ($n, $v) = $l =~ /^([^:]+):[ \t]*(.*?)[ \t]*$/ or next;
+            push @{$r{header_lines}}, [$n, $v];
+            my $k = lc $n;
+            $r{headers}{$k} = exists $r{headers}{$k}
+                ? "$r{headers}{$k}, $v" : $v;
+        }
+        $r{head} = $head;
+        my $bstart = $end + $sep;
+        if ($r{status} =~ /^1/ && $r{status} != 101) {
+            push @interim, { status => $r{status},
+                headers => $r{headers} };
+            $off = $bstart;
+            next;
+        }
+        my $h = $r{headers};
+        if ($o{head} || $r{status} =~ /^(?:1|204|304)/) {
+            if ($r{status} == 101) {
+                $r{body} = substr($raw, $bstart);
+                $r{length} = length $raw;
+            } else {
+                $r{length} = $bstart;
+                $r{rest} = substr($raw, $bstart);
+            }
+            $r{complete} = 1;
+        } elsif (($h->{'transfer-encoding'} || '') =~ /chunked/i) {
+            $r{chunked} = 1;
+            my $p = $bstart;
+            my $body = '';
+            while (1) {
+                my $le = index($raw, "\n", $p);
+                last if $le < 0;
+                my $sz = substr($raw, $p, $le - $p);
+                unless ($sz =~ /^([0-9a-fA-F]+)[^\r\n]*\r?$/) {
+                    $r{bad_chunk} = 1;
+                    last;
+                }
+                my $n = hex $1;
+                $p = $le + 1;
+                if ($n == 0) {
+                    # trailers up to an empty line
+                    while (1) {
+                        my $te = index($raw, "\n", $p);
+                        last if $te < 0;
+                        my $tl = substr($raw, $p, $te - $p);
+                        $p = $te + 1;
+                        if ($tl =~ /^\r?$/) {
+                            $r{complete} = 1;
+                            last;
+                        }
+                        push @{$r{trailers}}, $tl;
+                    }
+                    last;
+                }
+                last if length($raw) < $p + $n + 2;
+                $body .= substr($raw, $p, $n);
+                $p += $n;
+                $p += substr($raw, $p, 2) eq "\r\n" ? 2 : 1;
+            }
+            $r{body} = $body;
+            $r{length} = $r{complete} ? $p : length $raw;
+            $r{rest} = substr($raw, $p) if $r{complete};
+        } elsif (defined $h->{'content-length'}
+            && $h->{'content-length'} =~ /^\s*(\d+)\s*$/)
+        {
+            my $cl = $1;
+            $r{body} = substr($raw, $bstart, $cl);
+            if (length($raw) >= $bstart + $cl) {
+                $r{complete} = 1;
+                $r{length} = $bstart + $cl;
+                $r{rest} = substr($raw, $bstart + $cl);
+            } else {
+                $r{length} = length $raw;
+            }
+        } else {
+            $r{close_delimited} = 1;
+            $r{body} = substr($raw, $bstart);
+            $r{length} = length $raw;
+            $r{complete} = $eof ? 1 : 0;
+        }
+        return \%r;
+    }
+}
+
+# pattern_bytes($n): the body mg-backend.pl sends for /bytes/N,
+# /chunked/N and /close/N: byte i is chr(ord('a') + i % 26).
+sub pattern_bytes {
+    my ($n) = @_;
+    my $unit = join '', 'a' .. 'z';
+    my $s = $unit x (int($n / 26) + 1);
+    return substr($s, 0, $n);
+}
+
+###########################################################################
+# A keep-alive client: one socket, one response read at a time.
+#
+#   my $c = Test::Meshgate::Client->new(port => port(8000));
+#   my $r = $c->get('/echo', host => 'a.test');    # parsed response or undef
+#   $c->is_open;             # 1 unless the server closed the connection
+#   $c->wait_closed(3);      # 1 once the server closes it (within 3 s)
+
+package Test::Meshgate::Client;
+
+use Errno qw(EINTR EAGAIN EWOULDBLOCK ECONNRESET);
+use IO::Select;
+use Socket qw(MSG_PEEK MSG_DONTWAIT);
+use Time::HiRes qw(time sleep);
+
+sub new {
+    my ($class, %o) = @_;
+    my $s = Test::Meshgate::_connect(%o) or return undef;
+    return bless { s => $s, buf => '', timeout => $o{timeout} || 5,
+        port => $o{port}, error => '', requests => 0, eof => 0 }, $class;
+}
+
+sub socket { $_[0]->{s} }
+sub error { $_[0]->{error} }
+sub requests { $_[0]->{requests} }
+
+sub send {
+    my ($self, $data) = @_;
+    return 0 unless $self->{s};
+    unless (Test::Meshgate::_write_all($self->{s}, $data, $self->{timeout})) {
+        $self->{error} = $Test::Meshgate::ERROR;
+        return 0;
+    }
+    return 1;
+}
+
+# Reads one response; returns the parsed response (with raw => text) or
+# undef with $c->error set ('eof', 'timeout', 'bad response', 'read: ...').
+sub read_response {
+    my ($self, %o) = @_;
+    my $timeout = $o{timeout} || $self->{timeout};
+    my $deadline = time + $timeout;
+    my $sel = IO::Select->new($self->{s});
+    while (1) {
+        if (length $self->{buf}) {
+            my $r = Test::Meshgate::parse_response($self->{buf},
+                head => $o{head}, eof => $self->{eof});
+            if ($r->{bad}) {
+                $self->{error} = 'bad response';
+                return undef;
+            }
+            if ($r->{complete}) {
+                $r->{raw} = substr($self->{buf}, 0, $r->{length});
+                $self->{buf} = substr($self->{buf}, $r->{length});
+                $self->{requests}++;
+                return $r;
+            }
+        }
+        if ($self->{eof}) {
+            $self->{error} = length $self->{buf} ? 'eof in response' : 'eof';
+            return undef;
+        }
+        my $left = $deadline - time;
+        if ($left <= 0) {
+            $self->{error} = 'timeout';
+            return undef;
+        }
+        next unless $sel->can_read($left);
+        my $n = sysread($self->{s}, $self->{buf}, 65536,
+            length $self->{buf});
+        if (!defined $n) {
+            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            $self->{error} = "read: $!";
+            $self->{eof} = 1;
+            return undef;
+        }
+        $self->{eof} = 1 if $n == 0;
+    }
+}
+
+# request($raw, head => 1): send and read one response.
+sub request {
+    my ($self, $raw, %o) = @_;
+    $self->send($raw) or return undef;
+    return $self->read_response(%o);
+}
+
+# get($path, host => H, headers => [...], method => M, close => 1)
+sub get {
+    my ($self, $path, %o) = @_;
+    my $m = $o{method} || 'GET';
+    my $req = "$m $path HTTP/1.1\r\nHost: "
+        . (defined $o{host} ? $o{host} : 'localhost') . "\r\n";
+    $req .= "$_\r\n" for @{$o{headers} || []};
+    $req .= "Connection: close\r\n" if $o{close};
+    $req .= "\r\n";
+    return $self->request($req, %o, head => $m eq 'HEAD');
+}
+
+# 1 unless the server has closed (or reset) the connection. Data the
+# server sent meanwhile stays buffered for read_response.
+sub is_open {
+    my ($self) = @_;
+    return 0 if $self->{eof} || !$self->{s};
+    my $sel = IO::Select->new($self->{s});
+    while ($sel->can_read(0)) {
+        my $n = sysread($self->{s}, $self->{buf}, 65536, length $self->{buf});
+        if (!defined $n) {
+            next if $! == EINTR;
+            last if $! == EAGAIN || $! == EWOULDBLOCK;
+            $self->{eof} = 1;
+            return 0;
+        }
+        if ($n == 0) {
+            $self->{eof} = 1;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+# wait_closed($timeout): 1 once the server closed the connection.
+sub wait_closed {
+    my ($self, $timeout) = @_;
+    return Test::Meshgate::waitfor(sub { !$self->is_open }, $timeout // 5)
+        ? 1 : 0;
+}
+
+sub close {
+    my ($self) = @_;
+    CORE::close($self->{s}) if $self->{s};
+    $self->{s} = undef;
+}
+
+1;
