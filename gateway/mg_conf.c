@@ -1,1 +1,1926 @@
+/*
+ * Configuration loading in three steps, run alike by `meshgate -t` and by a
+ * reload:
+ *
+ * 1. Parse: libconfig reads the main file and each *.conf in the conf.d
+ *    directory beside it (libconfig has no directory include, so each file
+ *    gets its own config_t). Each section is checked against a key table
+ *    written as data: unknown keys, wrong types and out-of-range values are
+ *    errors, and ${NAME} is expanded in every string.
+ * 2. Validate: names are unique, references resolve, addresses are usable.
+ * 3. Build: one snapshot in one arena, route tables included.
+ *
+ * Every problem is collected as "file:line: reason" so that one run reports
+ * them all; any error means no snapshot. Temporary data (the libconfig trees,
+ * the side tables that carry names and positions until references are
+ * resolved) lives in a scratch pool destroyed before returning.
+ */
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "mg_conf.h"
+#include "mg_log.h"
+#include "mg_pool.h"
+#include "mg_router.h"
+#include "mg_snapshot.h"
+
+#define CONF_POOL_SIZE    16384
+#define CONF_MAX_SECONDS  (365.0 * 86400)   /* keeps ev timers sane */
+#define CONF_MAX_WORKERS  512
+#define CONF_NO_MAX       9.2e18            /* about INT64_MAX */
+
+/* What a key's value must be. */
+enum {
+    CONF_STR = 1,
+    CONF_INT,            /* int or int64 */
+    CONF_NUM,            /* int, int64 or float: durations */
+    CONF_BOOL,
+    CONF_GROUP,          /* { ... } */
+    CONF_LIST,           /* ( { ... }, ... ) */
+    CONF_STRS,           /* [ "a", "b" ] */
+    CONF_STR_OR_INT      /* workers: "auto" or a count */
+};
+
+/* conf_key_t.flags */
+#define CONF_REQUIRED  0x01
+#define CONF_BOUNDS    0x02   /* min <= value <= max */
+#define CONF_POSITIVE  0x04   /* 0 < value <= max */
+
+typedef struct conf_key_s {
+    const char *name;
+    unsigned type;
+    unsigned flags;
+    double min, max;
+    double dnum;             /* default of a number or a bool */
+    const char *dstr;        /* default of a string; NULL: none */
+} conf_key_t;
+
+#define CK_STR(n, d)        { n, CONF_STR, 0, 0, 0, 0, d }
+#define CK_STR_REQ(n)       { n, CONF_STR, CONF_REQUIRED, 0, 0, 0, NULL }
+#define CK_INT(n, lo, hi, d) { n, CONF_INT, CONF_BOUNDS, lo, hi, d, NULL }
+#define CK_INT_REQ(n, lo, hi) \
+    { n, CONF_INT, CONF_REQUIRED | CONF_BOUNDS, lo, hi, 0, NULL }
+#define CK_SECS(n, d) \
+    { n, CONF_NUM, CONF_POSITIVE, 0, CONF_MAX_SECONDS, d, NULL }
+#define CK_BOOL(n, d)       { n, CONF_BOOL, 0, 0, 0, d, NULL }
+#define CK_GROUP(n)         { n, CONF_GROUP, 0, 0, 0, 0, NULL }
+#define CK_LIST_REQ(n)      { n, CONF_LIST, CONF_REQUIRED, 0, 0, 0, NULL }
+#define CK_STRS_REQ(n)      { n, CONF_STRS, CONF_REQUIRED, 0, 0, 0, NULL }
+
+/* A key's value after parsing; defaults are filled in first. */
+typedef struct conf_val_s {
+    const config_setting_t *s;   /* NULL when absent or invalid */
+    const char *str;             /* expanded, in the snapshot pool */
+    long long i;                 /* CONF_INT, CONF_BOOL */
+    double num;                  /* CONF_NUM */
+} conf_val_t;
+
+enum {
+    GK_REGION, GK_ZONE, GK_WORKERS, GK_USER, GK_DRAIN_TIMEOUT, GK_LOG_LEVEL,
+    GK_ERROR_LOG, GK_PID_FILE, GK_N
+};
+
+static const conf_key_t conf_gateway_keys[GK_N] = {
+    [GK_REGION] = CK_STR("region", "default"),
+    [GK_ZONE] = CK_STR("zone", ""),
+    [GK_WORKERS] = { "workers", CONF_STR_OR_INT, CONF_BOUNDS, 1,
+                     CONF_MAX_WORKERS, 0, NULL },
+    [GK_USER] = CK_STR("user", "nobody"),
+    [GK_DRAIN_TIMEOUT] = CK_SECS("drain_timeout", 30),
+    [GK_LOG_LEVEL] = CK_STR("log_level", "notice"),
+    [GK_ERROR_LOG] = CK_STR("error_log", "stderr"),
+    [GK_PID_FILE] = CK_STR("pid_file", NULL),
+};
+
+enum { AK_LISTEN, AK_ALLOW_REMOTE, AK_N };
+
+static const conf_key_t conf_admin_keys[AK_N] = {
+    [AK_LISTEN] = CK_STR_REQ("listen"),
+    [AK_ALLOW_REMOTE] = CK_BOOL("allow_remote", 0),
+};
+
+enum {
+    LK_NAME, LK_LISTEN, LK_ROUTES, LK_BACKLOG, LK_MAX_REQUEST_LINE,
+    LK_MAX_HEADER_SIZE, LK_MAX_HEADERS, LK_MAX_BODY_SIZE,
+    LK_REQUEST_HEADER_TIMEOUT, LK_IDLE_TIMEOUT, LK_SEND_TIMEOUT,
+    LK_ACCESS_LOG, LK_N
+};
+
+static const conf_key_t conf_listener_keys[LK_N] = {
+    [LK_NAME] = CK_STR_REQ("name"),
+    [LK_LISTEN] = CK_STR_REQ("listen"),
+    [LK_ROUTES] = CK_STR_REQ("routes"),
+    [LK_BACKLOG] = CK_INT("backlog", 1, 65535, 511),
+    [LK_MAX_REQUEST_LINE] = CK_INT("max_request_line", 256, 1048576, 8192),
+    [LK_MAX_HEADER_SIZE] = CK_INT("max_header_size", 1024, 1048576, 32768),
+    [LK_MAX_HEADERS] = CK_INT("max_headers", 1, MG_H1_MAX_HEADERS, 100),
+    [LK_MAX_BODY_SIZE] = CK_INT("max_body_size", 0, CONF_NO_MAX, 0),
+    [LK_REQUEST_HEADER_TIMEOUT] = CK_SECS("request_header_timeout", 10),
+    [LK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
+    [LK_SEND_TIMEOUT] = CK_SECS("send_timeout", 60),
+    [LK_ACCESS_LOG] = CK_STR("access_log", "off"),
+};
+
+enum {
+    RK_DOMAINS, RK_PREFIX, RK_PATH, RK_CLUSTER, RK_DIRECT_RESPONSE,
+    RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_N
+};
+
+static const conf_key_t conf_route_keys[RK_N] = {
+    [RK_DOMAINS] = CK_STRS_REQ("domains"),
+    [RK_PREFIX] = CK_STR("prefix", NULL),
+    [RK_PATH] = CK_STR("path", NULL),
+    [RK_CLUSTER] = CK_STR("cluster", NULL),
+    [RK_DIRECT_RESPONSE] = CK_GROUP("direct_response"),
+    [RK_REDIRECT] = CK_GROUP("redirect"),
+    [RK_UPGRADE] = CK_BOOL("upgrade", 0),
+    [RK_CONNECT] = CK_BOOL("connect", 0),
+    [RK_TIMEOUT] = { "timeout", CONF_NUM, CONF_BOUNDS, 0, CONF_MAX_SECONDS, 0,
+                     NULL },
+};
+
+enum { DK_STATUS, DK_BODY, DK_CONTENT_TYPE, DK_N };
+
+static const conf_key_t conf_direct_keys[DK_N] = {
+    [DK_STATUS] = CK_INT_REQ("status", 100, 599),
+    [DK_BODY] = CK_STR("body", ""),
+    [DK_CONTENT_TYPE] = CK_STR("content_type", "text/plain"),
+};
+
+enum { XK_STATUS, XK_SCHEME, XK_HOST, XK_PATH, XK_N };
+
+static const conf_key_t conf_redirect_keys[XK_N] = {
+    [XK_STATUS] = CK_INT("status", 300, 399, 301),
+    [XK_SCHEME] = CK_STR("scheme", NULL),
+    [XK_HOST] = CK_STR("host", NULL),
+    [XK_PATH] = CK_STR("path", NULL),
+};
+
+enum {
+    CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
+    CK_MAX_IDLE, CK_ENDPOINTS, CK_N
+};
+
+static const conf_key_t conf_cluster_keys[CK_N] = {
+    [CK_NAME] = CK_STR_REQ("name"),
+    [CK_LB] = CK_STR("lb", "round_robin"),
+    [CK_CONNECT_TIMEOUT] = CK_SECS("connect_timeout", 1),
+    [CK_RESPONSE_TIMEOUT] = CK_SECS("response_timeout", 15),
+    [CK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
+    [CK_MAX_IDLE] = CK_INT("max_idle", 0, 65535, 64),
+    [CK_ENDPOINTS] = CK_LIST_REQ("endpoints"),
+};
+
+enum { EK_ADDRESS, EK_WEIGHT, EK_ZONE, EK_N };
+
+static const conf_key_t conf_endpoint_keys[EK_N] = {
+    [EK_ADDRESS] = CK_STR_REQ("address"),
+    [EK_WEIGHT] = CK_INT("weight", 1, 1000, 1),
+    [EK_ZONE] = CK_STR("zone", ""),
+};
+
+/* A route while its cluster name waits for validation. */
+typedef struct conf_route_s {
+    mg_route_t *r;
+    const char *table;
+    const char *cluster;              /* name, NULL for other actions */
+    const config_setting_t *cluster_s;
+    const char **domains;
+    unsigned ndomains;
+} conf_route_t;
+
+/* A listener while its route table name waits for validation. */
+typedef struct conf_listener_s {
+    mg_listener_conf_t *l;
+    const char *table;
+    const config_setting_t *s;
+    const config_setting_t *name_s;
+    const config_setting_t *listen_s;
+    const config_setting_t *routes_s;
+} conf_listener_t;
+
+/* A growable array of pointers in the scratch pool. */
+typedef struct conf_vec_s {
+    void **items;
+    unsigned n;
+    unsigned cap;
+} conf_vec_t;
+
+typedef struct conf_ctx_s {
+    mg_conf_errors_t *errs;
+    mg_pool_t *pool;                  /* the snapshot's */
+    mg_pool_t *tmp;                   /* scratch, gone on return */
+    mg_snapshot_t *snap;
+    const char *main_file;
+    const char *dir;                  /* where the main file is */
+    conf_vec_t cfgs;                  /* config_t *, in reading order */
+    conf_vec_t paths;                 /* the files we opened ourselves */
+    conf_vec_t files;                 /* pairs: libconfig name, pool copy */
+
+    const config_setting_t *gateway;
+    const config_setting_t *admin;
+    conf_vec_t listener_s;            /* config_setting_t * of each */
+    conf_vec_t cluster_s;
+    conf_vec_t table_s;               /* every "name = ( ... )" in routes */
+
+    conf_vec_t routes;                /* conf_route_t * */
+    conf_vec_t listeners;             /* conf_listener_t * */
+    const config_setting_t *admin_listen_s;
+    const char *admin_listen;
+    int admin_allow_remote;
+} conf_ctx_t;
+
+static void
+conf_out_of_memory(void)
+{
+    /* Emerg is never filtered, so no level check is needed. */
+    mg_log_write(&mg_log, MG_LOG_EMERG, 0,
+                 "out of memory while loading the configuration");
+    exit(1);
+}
+
+static void *
+conf_alloc(mg_pool_t *pool, size_t size)
+{
+    void *p = mg_pcalloc(pool, size);
+
+    if (p == NULL) {
+        conf_out_of_memory();
+    }
+    return p;
+}
+
+static char *
+conf_strdup(mg_pool_t *pool, const char *s)
+{
+    char *p = mg_pstrdup(pool, s);
+
+    if (p == NULL) {
+        conf_out_of_memory();
+    }
+    return p;
+}
+
+static void
+conf_vec_push(conf_ctx_t *ctx, conf_vec_t *v, const void *item)
+{
+    void **items;
+
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 8;
+        items = conf_alloc(ctx->tmp, v->cap * sizeof(void *));
+        if (v->n) {
+            memcpy(items, v->items, v->n * sizeof(void *));
+        }
+        v->items = items;
+    }
+    v->items[v->n++] = (void *)item;
+}
+
+/*
+ * The file name to show for |s|. libconfig names an @include'd file as
+ * written in the directive, which is relative to the main file's directory
+ * (the include dir), so that directory is put in front of it.
+ */
+static const char *
+conf_file(conf_ctx_t *ctx, const config_setting_t *s)
+{
+    const char *f = s ? config_setting_source_file(s) : NULL;
+    const char *show;
+    char *buf;
+    size_t len;
+    unsigned i;
+
+    if (f == NULL) {
+        return ctx->main_file;
+    }
+    for (i = 0; i < ctx->files.n; i += 2) {
+        if (ctx->files.items[i] == f) {
+            return ctx->files.items[i + 1];
+        }
+    }
+    show = f;
+    for (i = 0; i < ctx->paths.n; i++) {
+        if (strcmp(ctx->paths.items[i], f) == 0) {
+            break;
+        }
+    }
+    if (i == ctx->paths.n && f[0] != '/' && strcmp(ctx->dir, ".") != 0) {
+        len = strlen(ctx->dir) + strlen(f) + 2;
+        buf = conf_alloc(ctx->tmp, len);
+        snprintf(buf, len, "%s/%s", ctx->dir, f);
+        show = buf;
+    }
+    show = conf_strdup(ctx->pool, show);
+    conf_vec_push(ctx, &ctx->files, f);
+    conf_vec_push(ctx, &ctx->files, show);
+    return show;
+}
+
+static int
+conf_line(const config_setting_t *s)
+{
+    return s ? (int)config_setting_source_line(s) : 0;
+}
+
+static void
+conf_add_error(conf_ctx_t *ctx, char *msg)
+{
+    mg_conf_errors_t *e = ctx->errs;
+    char **msgs = realloc(e->msgs, (e->n + 1) * sizeof(char *));
+
+    if (msgs == NULL) {
+        conf_out_of_memory();
+    }
+    e->msgs = msgs;
+    e->msgs[e->n++] = msg;
+}
+
+static void MG_PRINTF(4, 0)
+conf_verror_at(conf_ctx_t *ctx, const char *file, int line, const char *fmt,
+               va_list ap)
+{
+    char reason[1024], *msg;
+    int n;
+
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    if (line > 0) {
+        n = snprintf(NULL, 0, "%s:%d: %s", file, line, reason);
+    } else {
+        n = snprintf(NULL, 0, "%s: %s", file, reason);
+    }
+    msg = mg_xalloc((size_t)n + 1);
+    if (line > 0) {
+        snprintf(msg, (size_t)n + 1, "%s:%d: %s", file, line, reason);
+    } else {
+        snprintf(msg, (size_t)n + 1, "%s: %s", file, reason);
+    }
+    conf_add_error(ctx, msg);
+}
+
+/* Reports a problem at a file and line (no line when |line| is 0). */
+static void MG_PRINTF(4, 5)
+conf_error_at(conf_ctx_t *ctx, const char *file, int line, const char *fmt,
+              ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    conf_verror_at(ctx, file, line, fmt, ap);
+    va_end(ap);
+}
+
+/* Reports a problem at setting |s|. */
+static void MG_PRINTF(3, 4)
+conf_error(conf_ctx_t *ctx, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    conf_verror_at(ctx, conf_file(ctx, s), conf_line(s), fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Expands ${NAME} in |in| from the environment. "$" alone is kept as is.
+ * Returns the result in the snapshot pool, or NULL after reporting each
+ * problem at |s|.
+ */
+static const char *
+conf_expand(conf_ctx_t *ctx, const config_setting_t *s, const char *in)
+{
+    const char *p, *end, *val;
+    char *out, name[256];
+    size_t len = 0, cap, vlen, nlen;
+    int bad = 0;
+
+    if (strstr(in, "${") == NULL) {
+        return conf_strdup(ctx->pool, in);
+    }
+
+    cap = strlen(in) + 64;
+    out = mg_xalloc(cap);
+    for (p = in; *p != '\0'; p++) {
+        if (p[0] != '$' || p[1] != '{') {
+            val = p;
+            vlen = 1;
+        } else {
+            end = strchr(p + 2, '}');
+            if (end == NULL) {
+                conf_error(ctx, s, "unterminated \"${\" in \"%s\"", in);
+                bad = 1;
+                break;
+            }
+            nlen = (size_t)(end - (p + 2));
+            if (nlen == 0 || nlen >= sizeof(name)
+                || strspn(p + 2, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "abcdefghijklmnopqrstuvwxyz0123456789_")
+                       != nlen)
+            {
+                conf_error(ctx, s, "bad environment variable name \"%.*s\"",
+                           (int)(end - p + 1), p);
+                bad = 1;
+                p = end;
+                continue;
+            }
+            memcpy(name, p + 2, nlen);
+            name[nlen] = '\0';
+            p = end;
+            val = getenv(name);
+            if (val == NULL) {
+                conf_error(ctx, s, "environment variable %s is not set", name);
+                bad = 1;
+                continue;
+            }
+            vlen = strlen(val);
+        }
+        if (len + vlen + 1 > cap) {
+            cap = (len + vlen + 1) * 2;
+            out = realloc(out, cap);
+            if (out == NULL) {
+                conf_out_of_memory();
+            }
+        }
+        memcpy(out + len, val, vlen);
+        len += vlen;
+    }
+    out[len] = '\0';
+
+    val = bad ? NULL : conf_strdup(ctx->pool, out);
+    free(out);
+    return val;
+}
+
+static const char *
+conf_type_name(unsigned type)
+{
+    switch (type) {
+    case CONF_STR:
+        return "a string";
+    case CONF_INT:
+        return "an integer";
+    case CONF_NUM:
+        return "a number";
+    case CONF_BOOL:
+        return "true or false";
+    case CONF_GROUP:
+        return "a group { ... }";
+    case CONF_LIST:
+        return "a list ( { ... }, ... )";
+    case CONF_STRS:
+        return "an array of strings [ \"...\", ... ]";
+    default:
+        return "a string or an integer";
+    }
+}
+
+static int
+conf_type_ok(const config_setting_t *s, unsigned type)
+{
+    int t = config_setting_type(s);
+    int i, n;
+
+    switch (type) {
+    case CONF_STR:
+        return t == CONFIG_TYPE_STRING;
+    case CONF_INT:
+        return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+    case CONF_NUM:
+        return config_setting_is_number(s);
+    case CONF_BOOL:
+        return t == CONFIG_TYPE_BOOL;
+    case CONF_GROUP:
+        return t == CONFIG_TYPE_GROUP;
+    case CONF_LIST:
+        /* "[]" is how libconfig spells an empty array: let it pass as an
+         * empty list. */
+        return t == CONFIG_TYPE_LIST
+               || (t == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0);
+    case CONF_STRS:
+        if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
+            return 0;
+        }
+        n = config_setting_length(s);
+        for (i = 0; i < n; i++) {
+            if (config_setting_type(config_setting_get_elem(s, i))
+                != CONFIG_TYPE_STRING)
+            {
+                return 0;
+            }
+        }
+        return 1;
+    default:
+        return t == CONFIG_TYPE_STRING || t == CONFIG_TYPE_INT
+               || t == CONFIG_TYPE_INT64;
+    }
+}
+
+/* Checks one value against its key; fills |v|. MG_OK or MG_ERROR. */
+static int
+conf_value(conf_ctx_t *ctx, const config_setting_t *s, const conf_key_t *k,
+           conf_val_t *v)
+{
+    const char *str;
+    double d;
+
+    if (!conf_type_ok(s, k->type)) {
+        conf_error(ctx, s, "key \"%s\" must be %s", k->name,
+                   conf_type_name(k->type));
+        return MG_ERROR;
+    }
+
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_STRING:
+        str = conf_expand(ctx, s, config_setting_get_string(s));
+        if (str == NULL) {
+            return MG_ERROR;   /* |v| keeps the default */
+        }
+        v->str = str;
+        v->s = s;
+        return MG_OK;
+    case CONFIG_TYPE_BOOL:
+        v->i = config_setting_get_bool(s);
+        v->s = s;
+        return MG_OK;
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+    case CONFIG_TYPE_FLOAT:
+        if (k->type == CONF_NUM) {
+            d = config_setting_get_float(s);
+            if (config_setting_type(s) != CONFIG_TYPE_FLOAT) {
+                d = (double)config_setting_get_int64(s);
+            }
+        } else {
+            v->i = config_setting_get_int64(s);
+            d = (double)v->i;
+        }
+        if ((k->flags & CONF_BOUNDS) && (d < k->min || d > k->max)) {
+            if (k->max >= CONF_NO_MAX) {
+                conf_error(ctx, s, "key \"%s\" must be at least %.15g",
+                           k->name, k->min);
+            } else {
+                conf_error(ctx, s,
+                           "key \"%s\" must be between %.15g and %.15g",
+                           k->name, k->min, k->max);
+            }
+            return MG_ERROR;
+        }
+        if ((k->flags & CONF_POSITIVE) && !(d > 0 && d <= k->max)) {
+            conf_error(ctx, s,
+                       "key \"%s\" must be greater than 0 and at most %.15g",
+                       k->name, k->max);
+            return MG_ERROR;
+        }
+        v->num = d;
+        v->s = s;
+        return MG_OK;
+    default:
+        v->s = s;   /* aggregates: the caller walks them */
+        return MG_OK;
+    }
+}
+
+/* Fills |vals| with the defaults of |keys|. */
+static void
+conf_defaults(const conf_key_t *keys, unsigned nkeys, conf_val_t *vals)
+{
+    unsigned k;
+
+    for (k = 0; k < nkeys; k++) {
+        memset(&vals[k], 0, sizeof(conf_val_t));
+        vals[k].str = keys[k].dstr;
+        vals[k].i = (long long)keys[k].dnum;
+        vals[k].num = keys[k].dnum;
+    }
+}
+
+/*
+ * Checks group |g| (a |what|) against |keys|: every member must be a known
+ * key of the right type and every required key present. |vals| gets the
+ * values, defaults where absent. Returns MG_OK or MG_ERROR (reported).
+ */
+static int
+conf_group(conf_ctx_t *ctx, const config_setting_t *g, const char *what,
+           const conf_key_t *keys, unsigned nkeys, conf_val_t *vals)
+{
+    const config_setting_t *m;
+    const char *name;
+    unsigned i, k;
+    int rc = MG_OK, n;
+    unsigned char seen[32];
+
+    conf_defaults(keys, nkeys, vals);
+    memset(seen, 0, sizeof(seen));
+    if (!config_setting_is_group(g)) {
+        conf_error(ctx, g, "%s must be a group { ... }", what);
+        return MG_ERROR;
+    }
+
+    n = config_setting_length(g);
+    for (i = 0; i < (unsigned)n; i++) {
+        m = config_setting_get_elem(g, i);
+        name = config_setting_name(m);
+        for (k = 0; k < nkeys; k++) {
+            if (strcmp(name, keys[k].name) == 0) {
+                break;
+            }
+        }
+        if (k == nkeys) {
+            conf_error(ctx, m, "unknown key \"%s\" in %s", name, what);
+            rc = MG_ERROR;
+            continue;
+        }
+        seen[k] = 1;
+        if (conf_value(ctx, m, &keys[k], &vals[k]) != MG_OK) {
+            rc = MG_ERROR;
+        }
+    }
+
+    for (k = 0; k < nkeys; k++) {
+        if ((keys[k].flags & CONF_REQUIRED) && !seen[k]) {
+            conf_error(ctx, g, "missing key \"%s\" in %s", keys[k].name, what);
+            rc = MG_ERROR;
+        }
+    }
+    return rc;
+}
+
+/* Names of listeners and clusters appear in logs, stats and headers. */
+static int
+conf_name_ok(const char *name)
+{
+    return name[0] != '\0'
+           && strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                           "0123456789_.-")
+                  == strlen(name);
+}
+
+/*
+ * Parses |text| into |ss|. Returns NULL, or the reason it is not an address;
+ * |*hostname| tells that the host part looks like a DNS name.
+ */
+static const char *
+conf_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+          int *hostname)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    char host[INET6_ADDRSTRLEN + 8];
+    const char *colon, *port;
+    size_t hlen;
+    char *end;
+    long n;
+
+    *hostname = 0;
+    memset(ss, 0, sizeof(*ss));
+
+    if (text[0] == '[') {
+        colon = strchr(text, ']');
+        if (colon == NULL) {
+            return "missing ']'";
+        }
+        if (colon[1] != ':') {
+            return "missing port";
+        }
+        hlen = (size_t)(colon - text - 1);
+        port = colon + 2;
+        if (hlen == 0 || hlen >= sizeof(host)) {
+            return "bad IPv6 address";
+        }
+        memcpy(host, text + 1, hlen);
+        host[hlen] = '\0';
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+            return "bad IPv6 address";
+        }
+        sin6->sin6_family = AF_INET6;
+        *len = sizeof(struct sockaddr_in6);
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL) {
+            return "missing port";
+        }
+        if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
+            return "an IPv6 address needs brackets: \"[::1]:80\"";
+        }
+        hlen = (size_t)(colon - text);
+        port = colon + 1;
+        if (hlen == 0) {
+            return "missing host (use \"*\" for every address)";
+        }
+        if (hlen >= sizeof(host)) {
+            *hostname = 1;
+            return "host names are not resolved";
+        }
+        memcpy(host, text, hlen);
+        host[hlen] = '\0';
+        sin->sin_family = AF_INET;
+        *len = sizeof(struct sockaddr_in);
+        if (strcmp(host, "*") == 0) {
+            sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        } else if (strcasecmp(host, "localhost") == 0) {
+            sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        } else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+            if (strspn(host, "0123456789.") == hlen) {
+                return "bad IPv4 address";
+            }
+            *hostname = 1;
+            return "host names are not resolved";
+        }
+    }
+
+    if (port[0] < '0' || port[0] > '9') {
+        return "bad port";
+    }
+    errno = 0;
+    n = strtol(port, &end, 10);
+    if (*end != '\0' || errno != 0) {
+        return "bad port";
+    }
+    if (n < 1 || n > 65535) {
+        return "port must be between 1 and 65535";
+    }
+    if (ss->ss_family == AF_INET) {
+        sin->sin_port = htons((uint16_t)n);
+    } else {
+        sin6->sin6_port = htons((uint16_t)n);
+    }
+    return NULL;
+}
+
+int
+mg_conf_parse_addr(const char *text, struct sockaddr_storage *ss,
+                   socklen_t *len)
+{
+    int hostname;
+
+    return conf_addr(text, ss, len, &hostname) == NULL ? MG_OK : MG_ERROR;
+}
+
+static int
+conf_addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+    const uint8_t *a;
+
+    if (ss->ss_family == AF_INET) {
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)) {
+        return 1;
+    }
+    a = sin6->sin6_addr.s6_addr;
+    return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && a[12] == 127;
+}
+
+static int
+conf_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+    const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+
+    if (a->ss_family != b->ss_family) {
+        return 0;
+    }
+    if (a->ss_family == AF_INET) {
+        return a4->sin_port == b4->sin_port
+               && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+    }
+    return a6->sin6_port == b6->sin6_port
+           && memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0;
+}
+
+/* Parses a listening address at |s|, reporting "bad address". */
+static int
+conf_listen_addr(conf_ctx_t *ctx, const config_setting_t *s, const char *text,
+                 struct sockaddr_storage *ss, socklen_t *len)
+{
+    const char *reason;
+    int hostname;
+
+    reason = conf_addr(text, ss, len, &hostname);
+    if (reason != NULL) {
+        conf_error(ctx, s, "bad address \"%s\": %s", text, reason);
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+/* 1. Parse ---------------------------------------------------------------- */
+
+/* conf.d holds *.conf files; editors' and packagers' leftovers
+ * (".x.conf.swp", "x.conf.dpkg-old") do not end in ".conf". */
+static int
+conf_dir_filter(const struct dirent *d)
+{
+    size_t len = strlen(d->d_name);
+
+    return d->d_name[0] != '.' && len > 5
+           && strcmp(d->d_name + len - 5, ".conf") == 0;
+}
+
+/* Reads one file into a new config_t. MG_OK or MG_ERROR (reported). */
+static int
+conf_read_file(conf_ctx_t *ctx, const char *path)
+{
+    config_t *cfg;
+    FILE *f;
+
+    /* libconfig only says "file I/O error"; find out why first. */
+    f = fopen(path, "r");
+    if (f == NULL) {
+        conf_error_at(ctx, path, 0, "cannot open configuration file: %s",
+                      strerror(errno));
+        return MG_ERROR;
+    }
+    fclose(f);
+
+    cfg = conf_alloc(ctx->tmp, sizeof(config_t));
+    config_init(cfg);
+    config_set_include_dir(cfg, ctx->dir);
+    conf_vec_push(ctx, &ctx->cfgs, cfg);
+    conf_vec_push(ctx, &ctx->paths, path);
+
+    if (config_read_file(cfg, path) != CONFIG_TRUE) {
+        if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
+            conf_error_at(ctx, path, 0, "cannot read configuration file");
+        } else {
+            conf_error_at(ctx,
+                          config_error_file(cfg) ? config_error_file(cfg)
+                                                 : path,
+                          config_error_line(cfg), "%s", config_error_text(cfg));
+        }
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+/* Reads the main file, then each *.conf in conf.d. MG_OK or MG_ERROR. */
+static int
+conf_read_files(conf_ctx_t *ctx)
+{
+    struct dirent **names;
+    struct stat st;
+    char *cdir, *path;
+    size_t len;
+    int i, n, rc;
+
+    rc = conf_read_file(ctx, ctx->main_file);
+
+    len = strlen(ctx->dir) + sizeof("/conf.d");
+    cdir = conf_alloc(ctx->tmp, len);
+    snprintf(cdir, len, "%s/conf.d", ctx->dir);
+
+    n = scandir(cdir, &names, conf_dir_filter, alphasort);
+    if (n == -1) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            return rc;
+        }
+        conf_error_at(ctx, cdir, 0, "cannot read directory: %s",
+                      strerror(errno));
+        return MG_ERROR;
+    }
+    for (i = 0; i < n; i++) {
+        len = strlen(cdir) + strlen(names[i]->d_name) + 2;
+        path = conf_alloc(ctx->tmp, len);
+        snprintf(path, len, "%s/%s", cdir, names[i]->d_name);
+        free(names[i]);
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            continue;
+        }
+        if (conf_read_file(ctx, path) != MG_OK) {
+            rc = MG_ERROR;
+        }
+    }
+    free(names);
+    return rc;
+}
+
+/* Sorts each file's top-level settings into sections. */
+static void
+conf_sections(conf_ctx_t *ctx)
+{
+    const config_setting_t *root, *m, *e;
+    const config_setting_t **once;
+    const char *name;
+    conf_vec_t *vec;
+    config_t *cfg;
+    unsigned f, i, j, n, ne;
+
+    for (f = 0; f < ctx->cfgs.n; f++) {
+        cfg = ctx->cfgs.items[f];
+        root = config_root_setting(cfg);
+        n = (unsigned)config_setting_length(root);
+        for (i = 0; i < n; i++) {
+            m = config_setting_get_elem(root, i);
+            name = config_setting_name(m);
+            once = NULL;
+            vec = NULL;
+            if (strcmp(name, "gateway") == 0) {
+                once = &ctx->gateway;
+            } else if (strcmp(name, "admin") == 0) {
+                once = &ctx->admin;
+            } else if (strcmp(name, "listeners") == 0) {
+                vec = &ctx->listener_s;
+            } else if (strcmp(name, "clusters") == 0) {
+                vec = &ctx->cluster_s;
+            } else if (strcmp(name, "routes") == 0) {
+                vec = &ctx->table_s;
+            } else {
+                conf_error(ctx, m,
+                           "unknown key \"%s\" at top level (sections are "
+                           "gateway, admin, listeners, routes and clusters)",
+                           name);
+                continue;
+            }
+
+            if (once != NULL) {
+                if (*once != NULL) {
+                    conf_error(ctx, m,
+                               "duplicate section %s, first defined at %s:%d",
+                               name, conf_file(ctx, *once), conf_line(*once));
+                } else {
+                    *once = m;
+                }
+                continue;
+            }
+
+            if (vec == &ctx->table_s) {
+                /* routes = { table = ( route, ... ); ... }; */
+                if (!config_setting_is_group(m)) {
+                    conf_error(ctx, m,
+                               "key \"routes\" must be a group of route "
+                               "tables: routes = { name = ( ... ); }");
+                    continue;
+                }
+                ne = (unsigned)config_setting_length(m);
+                for (j = 0; j < ne; j++) {
+                    e = config_setting_get_elem(m, j);
+                    if (!conf_type_ok(e, CONF_LIST)) {
+                        conf_error(ctx, e,
+                                   "route table \"%s\" must be a list of "
+                                   "routes ( { ... }, ... )",
+                                   config_setting_name(e));
+                        continue;
+                    }
+                    conf_vec_push(ctx, vec, e);
+                }
+                continue;
+            }
+
+            if (!conf_type_ok(m, CONF_LIST)) {
+                conf_error(ctx, m, "key \"%s\" must be %s", name,
+                           conf_type_name(CONF_LIST));
+                continue;
+            }
+            ne = (unsigned)config_setting_length(m);
+            for (j = 0; j < ne; j++) {
+                conf_vec_push(ctx, vec, config_setting_get_elem(m, j));
+            }
+        }
+    }
+}
+
+static void
+conf_parse_gateway(conf_ctx_t *ctx)
+{
+    mg_gateway_conf_t *gw = &ctx->snap->gateway;
+    conf_val_t v[GK_N];
+    const char *w;
+    long ncpu, n;
+    char *end;
+
+    if (ctx->gateway != NULL) {
+        conf_group(ctx, ctx->gateway, "gateway", conf_gateway_keys, GK_N, v);
+    } else {
+        conf_defaults(conf_gateway_keys, GK_N, v);
+    }
+
+    gw->region = v[GK_REGION].str;
+    if (!conf_name_ok(gw->region)) {
+        conf_error(ctx, v[GK_REGION].s,
+                   "region \"%s\" may only contain letters, digits, '_', '.' "
+                   "and '-'", gw->region);
+    }
+    gw->zone = v[GK_ZONE].str;
+    if (gw->zone[0] != '\0' && !conf_name_ok(gw->zone)) {
+        conf_error(ctx, v[GK_ZONE].s,
+                   "zone \"%s\" may only contain letters, digits, '_', '.' "
+                   "and '-'", gw->zone);
+    }
+
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    gw->workers = (unsigned)mg_max(1, mg_min(ncpu, CONF_MAX_WORKERS));
+    if (v[GK_WORKERS].s != NULL) {
+        if (config_setting_type(v[GK_WORKERS].s) != CONFIG_TYPE_STRING) {
+            gw->workers = (unsigned)v[GK_WORKERS].i;
+        } else if (strcmp((w = v[GK_WORKERS].str), "auto") != 0) {
+            /* A number in a string comes from ${MESHGATE_WORKERS}. */
+            errno = 0;
+            n = strtol(w, &end, 10);
+            if (w[0] < '0' || w[0] > '9' || *end != '\0' || errno != 0
+                || n < 1 || n > CONF_MAX_WORKERS)
+            {
+                conf_error(ctx, v[GK_WORKERS].s,
+                           "key \"workers\" must be \"auto\" or an integer "
+                           "between 1 and %d", CONF_MAX_WORKERS);
+            } else {
+                gw->workers = (unsigned)n;
+            }
+        }
+    }
+
+    gw->user = v[GK_USER].str;
+    if (geteuid() == 0 && getpwnam(gw->user) == NULL) {
+        if (v[GK_USER].s != NULL) {
+            conf_error(ctx, v[GK_USER].s, "unknown user \"%s\"", gw->user);
+        } else {
+            conf_error_at(ctx, ctx->gateway ? conf_file(ctx, ctx->gateway)
+                                            : ctx->main_file,
+                          conf_line(ctx->gateway),
+                          "unknown user \"%s\" (the default of gateway.user)",
+                          gw->user);
+        }
+    }
+
+    gw->drain_timeout = v[GK_DRAIN_TIMEOUT].num;
+
+    gw->log_level = mg_log_level_parse(v[GK_LOG_LEVEL].str);
+    if (gw->log_level == -1) {
+        conf_error(ctx, v[GK_LOG_LEVEL].s,
+                   "key \"log_level\" must be one of emerg, alert, crit, "
+                   "error, warn, notice, info, debug");
+        gw->log_level = MG_LOG_NOTICE;
+    }
+
+    gw->error_log = v[GK_ERROR_LOG].str;
+    if (gw->error_log[0] == '\0') {
+        conf_error(ctx, v[GK_ERROR_LOG].s,
+                   "key \"error_log\" must be \"stderr\" or a file path");
+    }
+    gw->pid_file = v[GK_PID_FILE].str;
+    if (gw->pid_file != NULL && gw->pid_file[0] == '\0') {
+        conf_error(ctx, v[GK_PID_FILE].s, "key \"pid_file\" must be a path");
+    }
+}
+
+static void
+conf_parse_admin(conf_ctx_t *ctx)
+{
+    conf_val_t v[AK_N];
+
+    if (ctx->admin == NULL) {
+        return;
+    }
+    if (conf_group(ctx, ctx->admin, "admin", conf_admin_keys, AK_N, v)
+        != MG_OK)
+    {
+        return;
+    }
+    ctx->admin_listen_s = v[AK_LISTEN].s;
+    ctx->admin_listen = v[AK_LISTEN].str;
+    ctx->admin_allow_remote = (int)v[AK_ALLOW_REMOTE].i;
+}
+
+static void
+conf_parse_listeners(conf_ctx_t *ctx)
+{
+    const config_setting_t *s;
+    mg_listener_conf_t *l;
+    conf_listener_t *cl;
+    conf_val_t v[LK_N];
+    unsigned i, n;
+
+    /* The admin listener, when configured, takes the last slot. */
+    n = ctx->listener_s.n + (ctx->admin != NULL);
+    ctx->snap->listeners = conf_alloc(ctx->pool,
+                                      (n ? n : 1) * sizeof(mg_listener_conf_t));
+
+    for (i = 0; i < ctx->listener_s.n; i++) {
+        s = ctx->listener_s.items[i];
+        l = &ctx->snap->listeners[ctx->snap->nlisteners];
+        /* After an error the rest is still checked, so one run reports
+         * all; a missing required value stays NULL. */
+        conf_group(ctx, s, "listener", conf_listener_keys, LK_N, v);
+        if (!config_setting_is_group(s)) {
+            continue;
+        }
+        ctx->snap->nlisteners++;
+        cl = conf_alloc(ctx->tmp, sizeof(conf_listener_t));
+        cl->l = l;
+        cl->s = s;
+        cl->name_s = v[LK_NAME].s;
+        cl->listen_s = v[LK_LISTEN].s;
+        cl->routes_s = v[LK_ROUTES].s;
+        cl->table = v[LK_ROUTES].str;
+        conf_vec_push(ctx, &ctx->listeners, cl);
+
+        l->name = v[LK_NAME].str;
+        l->listen = v[LK_LISTEN].str;
+        l->backlog = (int)v[LK_BACKLOG].i;
+        l->limits.max_request_line = (size_t)v[LK_MAX_REQUEST_LINE].i;
+        l->limits.max_header_size = (size_t)v[LK_MAX_HEADER_SIZE].i;
+        l->limits.max_headers = (unsigned)v[LK_MAX_HEADERS].i;
+        l->limits.max_body_size = (int64_t)v[LK_MAX_BODY_SIZE].i;
+        l->request_header_timeout = v[LK_REQUEST_HEADER_TIMEOUT].num;
+        l->idle_timeout = v[LK_IDLE_TIMEOUT].num;
+        l->send_timeout = v[LK_SEND_TIMEOUT].num;
+        l->access_log = strcmp(v[LK_ACCESS_LOG].str, "off") == 0
+                            ? NULL
+                            : v[LK_ACCESS_LOG].str;
+        if (l->access_log != NULL && l->access_log[0] == '\0') {
+            conf_error(ctx, v[LK_ACCESS_LOG].s,
+                       "key \"access_log\" must be a path or \"off\"");
+        }
+        l->file = conf_file(ctx, s);
+        l->line = conf_line(s);
+    }
+}
+
+/* Checks a domain of a route; returns the reason it is bad, or NULL. */
+static const char *
+conf_domain_check(const char *d)
+{
+    struct in6_addr a6;
+    char buf[INET6_ADDRSTRLEN + 1];
+    size_t len = strlen(d);
+
+    if (strcmp(d, "*") == 0) {
+        return NULL;
+    }
+    if (len == 0) {
+        return "empty domain";
+    }
+    if (d[0] == '[') {
+        if (d[len - 1] != ']') {
+            return "ports are not allowed in domains";
+        }
+        if (len - 2 >= sizeof(buf) || len < 3) {
+            return "bad IPv6 address";
+        }
+        memcpy(buf, d + 1, len - 2);
+        buf[len - 2] = '\0';
+        return inet_pton(AF_INET6, buf, &a6) == 1 ? NULL : "bad IPv6 address";
+    }
+    if (d[0] == '*') {
+        if (d[1] != '.' || d[2] == '\0') {
+            return "a wildcard must look like \"*.example.com\"";
+        }
+        d += 2;
+        len -= 2;
+    }
+    if (strchr(d, '*') != NULL) {
+        return "a wildcard may only be a leading \"*.\"";
+    }
+    if (strchr(d, ':') != NULL) {
+        return "ports are not allowed in domains";
+    }
+    if (strspn(d, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789-._")
+        != len)
+    {
+        return "a domain may only contain letters, digits, '-', '_' and '.'";
+    }
+    if (d[0] == '.' || d[len - 1] == '.' || strstr(d, "..") != NULL) {
+        return "empty label";
+    }
+    return NULL;
+}
+
+/* A path or prefix: starts with '/', no spaces or control bytes. */
+static int
+conf_path_ok(const char *p)
+{
+    if (p[0] != '/') {
+        return 0;
+    }
+    for (; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+conf_parse_direct(conf_ctx_t *ctx, const config_setting_t *s, mg_route_t *r)
+{
+    conf_val_t v[DK_N];
+
+    if (conf_group(ctx, s, "direct_response", conf_direct_keys, DK_N, v)
+        != MG_OK)
+    {
+        return MG_ERROR;
+    }
+    r->action = MG_ROUTE_DIRECT;
+    r->status = (unsigned)v[DK_STATUS].i;
+    r->body = mg_str(v[DK_BODY].str);
+    r->content_type = mg_str(v[DK_CONTENT_TYPE].str);
+    return MG_OK;
+}
+
+static int
+conf_parse_redirect(conf_ctx_t *ctx, const config_setting_t *s, mg_route_t *r)
+{
+    conf_val_t v[XK_N];
+    const char *h;
+    int rc = MG_OK;
+
+    if (conf_group(ctx, s, "redirect", conf_redirect_keys, XK_N, v) != MG_OK) {
+        return MG_ERROR;
+    }
+    r->action = MG_ROUTE_REDIRECT;
+    r->redirect_status = (unsigned)v[XK_STATUS].i;
+    switch (r->redirect_status) {
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+        break;
+    default:
+        conf_error(ctx, v[XK_STATUS].s,
+                   "redirect status must be 301, 302, 303, 307 or 308");
+        rc = MG_ERROR;
+    }
+    if (v[XK_SCHEME].str != NULL) {
+        if (strcmp(v[XK_SCHEME].str, "http") != 0
+            && strcmp(v[XK_SCHEME].str, "https") != 0)
+        {
+            conf_error(ctx, v[XK_SCHEME].s,
+                       "redirect scheme must be \"http\" or \"https\"");
+            rc = MG_ERROR;
+        }
+        r->redirect_scheme = mg_str(v[XK_SCHEME].str);
+    }
+    if ((h = v[XK_HOST].str) != NULL) {
+        if (h[0] == '\0'
+            || strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                         "0123456789-._:[]")
+                   != strlen(h))
+        {
+            conf_error(ctx, v[XK_HOST].s,
+                       "redirect host \"%s\" must look like host[:port]", h);
+            rc = MG_ERROR;
+        }
+        r->redirect_host = mg_str(h);
+    }
+    if (v[XK_PATH].str != NULL) {
+        if (!conf_path_ok(v[XK_PATH].str)) {
+            conf_error(ctx, v[XK_PATH].s,
+                       "redirect path \"%s\" must start with '/' and have no "
+                       "spaces", v[XK_PATH].str);
+            rc = MG_ERROR;
+        }
+        r->redirect_path = mg_str(v[XK_PATH].str);
+    }
+    if (v[XK_SCHEME].s == NULL && v[XK_HOST].s == NULL
+        && v[XK_PATH].s == NULL && rc == MG_OK)
+    {
+        conf_error(ctx, s, "redirect needs at least one of scheme, host or "
+                           "path");
+        rc = MG_ERROR;
+    }
+    return rc;
+}
+
+static void
+conf_parse_route(conf_ctx_t *ctx, const char *table, const config_setting_t *s)
+{
+    const config_setting_t *d, *e;
+    conf_val_t v[RK_N];
+    conf_route_t *cr;
+    mg_route_t *r;
+    const char *why;
+    unsigned i, nactions;
+    int rc;
+
+    rc = conf_group(ctx, s, "route", conf_route_keys, RK_N, v);
+    if (!config_setting_is_group(s)) {
+        return;
+    }
+
+    r = conf_alloc(ctx->pool, sizeof(mg_route_t));
+    cr = conf_alloc(ctx->tmp, sizeof(conf_route_t));
+    cr->r = r;
+    cr->table = table;
+    r->file = conf_file(ctx, s);
+    r->line = conf_line(s);
+
+    if (v[RK_DOMAINS].s != NULL) {
+        d = v[RK_DOMAINS].s;
+        cr->ndomains = (unsigned)config_setting_length(d);
+        if (cr->ndomains == 0) {
+            conf_error(ctx, d, "key \"domains\" must not be empty");
+            rc = MG_ERROR;
+        }
+        cr->domains = conf_alloc(ctx->pool,
+                                 (cr->ndomains + 1) * sizeof(char *));
+        for (i = 0; i < cr->ndomains; i++) {
+            e = config_setting_get_elem(d, i);
+            cr->domains[i] = conf_expand(ctx, e, config_setting_get_string(e));
+            if (cr->domains[i] == NULL) {
+                rc = MG_ERROR;
+                continue;
+            }
+            why = conf_domain_check(cr->domains[i]);
+            if (why != NULL) {
+                conf_error(ctx, e, "bad domain \"%s\": %s", cr->domains[i],
+                           why);
+                rc = MG_ERROR;
+            }
+        }
+    }
+
+    if (v[RK_PREFIX].s != NULL && v[RK_PATH].s != NULL) {
+        conf_error(ctx, v[RK_PATH].s, "route has both prefix and path");
+        rc = MG_ERROR;
+    } else if (v[RK_PREFIX].s != NULL || v[RK_PATH].s != NULL) {
+        i = v[RK_PREFIX].s != NULL ? RK_PREFIX : RK_PATH;
+        r->path_exact = (i == RK_PATH);
+        r->path = mg_str(v[i].str);
+        if (!conf_path_ok(v[i].str)) {
+            conf_error(ctx, v[i].s,
+                       "key \"%s\" must start with '/' and have no spaces",
+                       conf_route_keys[i].name);
+            rc = MG_ERROR;
+        }
+    } else if (!config_setting_lookup((config_setting_t *)s, "prefix")
+               && !config_setting_lookup((config_setting_t *)s, "path"))
+    {
+        conf_error(ctx, s, "route needs prefix or path");
+        rc = MG_ERROR;
+    }
+
+    nactions = 0;
+    for (i = RK_CLUSTER; i <= RK_REDIRECT; i++) {
+        nactions += config_setting_lookup((config_setting_t *)s,
+                                          conf_route_keys[i].name)
+                    != NULL;
+    }
+    if (nactions == 0) {
+        conf_error(ctx, s,
+                   "route needs one of cluster, direct_response or redirect");
+        rc = MG_ERROR;
+    } else if (nactions > 1) {
+        conf_error(ctx, s, "route has more than one of cluster, "
+                           "direct_response and redirect");
+        rc = MG_ERROR;
+    } else if (v[RK_CLUSTER].s != NULL) {
+        r->action = MG_ROUTE_CLUSTER;
+        cr->cluster = v[RK_CLUSTER].str;
+        cr->cluster_s = v[RK_CLUSTER].s;
+    } else if (v[RK_DIRECT_RESPONSE].s != NULL) {
+        if (conf_parse_direct(ctx, v[RK_DIRECT_RESPONSE].s, r) != MG_OK) {
+            rc = MG_ERROR;
+        }
+    } else if (v[RK_REDIRECT].s != NULL) {
+        if (conf_parse_redirect(ctx, v[RK_REDIRECT].s, r) != MG_OK) {
+            rc = MG_ERROR;
+        }
+    }
+
+    r->allow_upgrade = v[RK_UPGRADE].i != 0;
+    r->allow_connect = v[RK_CONNECT].i != 0;
+    if (r->allow_connect && nactions == 1 && v[RK_CLUSTER].s == NULL
+        && config_setting_lookup((config_setting_t *)s, "cluster") == NULL)
+    {
+        conf_error(ctx, v[RK_CONNECT].s,
+                   "connect = true needs a cluster to tunnel to");
+        rc = MG_ERROR;
+    }
+    r->timeout = v[RK_TIMEOUT].num;
+
+    if (rc == MG_OK) {
+        conf_vec_push(ctx, &ctx->routes, cr);
+    }
+}
+
+static void
+conf_parse_routes(conf_ctx_t *ctx)
+{
+    const config_setting_t *t;
+    const char *name;
+    unsigned i, j, n;
+
+    for (i = 0; i < ctx->table_s.n; i++) {
+        t = ctx->table_s.items[i];
+        name = conf_strdup(ctx->pool, config_setting_name(t));
+        n = (unsigned)config_setting_length(t);
+        for (j = 0; j < n; j++) {
+            conf_parse_route(ctx, name, config_setting_get_elem(t, j));
+        }
+    }
+}
+
+static void
+conf_parse_endpoint(conf_ctx_t *ctx, const config_setting_t *s,
+                    mg_endpoint_conf_t *e)
+{
+    conf_val_t v[EK_N];
+    const char *reason;
+    int hostname;
+
+    conf_group(ctx, s, "endpoint", conf_endpoint_keys, EK_N, v);
+    e->address = v[EK_ADDRESS].str;
+    e->weight = (unsigned)v[EK_WEIGHT].i;
+    e->zone = v[EK_ZONE].str;
+    if (e->address == NULL) {
+        return;
+    }
+
+    reason = conf_addr(e->address, &e->addr, &e->addrlen, &hostname);
+    if (hostname) {
+        conf_error(ctx, v[EK_ADDRESS].s,
+                   "endpoint address %s: host names are not supported yet, "
+                   "use an IP address", e->address);
+    } else if (reason != NULL) {
+        conf_error(ctx, v[EK_ADDRESS].s, "bad address \"%s\": %s", e->address,
+                   reason);
+    } else if (e->address[0] == '*') {
+        conf_error(ctx, v[EK_ADDRESS].s,
+                   "bad address \"%s\": an endpoint needs a host, not \"*\"",
+                   e->address);
+    }
+    if (e->zone[0] != '\0' && !conf_name_ok(e->zone)) {
+        conf_error(ctx, v[EK_ZONE].s,
+                   "zone \"%s\" may only contain letters, digits, '_', '.' "
+                   "and '-'", e->zone);
+    }
+}
+
+static void
+conf_parse_clusters(conf_ctx_t *ctx)
+{
+    const config_setting_t *s, *eps;
+    mg_cluster_conf_t *cl;
+    mg_priority_t *pr;
+    conf_val_t v[CK_N];
+    const char *lb;
+    unsigned i, j, n;
+
+    n = ctx->cluster_s.n;
+    ctx->snap->clusters = conf_alloc(ctx->pool,
+                                     (n ? n : 1) * sizeof(mg_cluster_conf_t));
+
+    for (i = 0; i < n; i++) {
+        s = ctx->cluster_s.items[i];
+        cl = &ctx->snap->clusters[ctx->snap->nclusters];
+        conf_group(ctx, s, "cluster", conf_cluster_keys, CK_N, v);
+        if (!config_setting_is_group(s)) {
+            continue;
+        }
+        ctx->snap->nclusters++;
+        cl->name = v[CK_NAME].str;   /* NULL after an error */
+        cl->file = conf_file(ctx, s);
+        cl->line = conf_line(s);
+        lb = v[CK_LB].str;
+        if (strcmp(lb, "round_robin") == 0) {
+            cl->lb = MG_LB_ROUND_ROBIN;
+        } else if (strcmp(lb, "weighted_round_robin") == 0) {
+            cl->lb = MG_LB_WEIGHTED_ROUND_ROBIN;
+        } else if (strcmp(lb, "least_request") == 0) {
+            cl->lb = MG_LB_LEAST_REQUEST;
+        } else {
+            conf_error(ctx, v[CK_LB].s,
+                       "key \"lb\" must be one of round_robin, "
+                       "weighted_round_robin, least_request");
+        }
+        cl->connect_timeout = v[CK_CONNECT_TIMEOUT].num;
+        cl->response_timeout = v[CK_RESPONSE_TIMEOUT].num;
+        cl->idle_timeout = v[CK_IDLE_TIMEOUT].num;
+        cl->max_idle = (unsigned)v[CK_MAX_IDLE].i;
+
+        cl->priorities = conf_alloc(ctx->pool, sizeof(mg_priority_t));
+        cl->npriorities = 1;
+        pr = &cl->priorities[0];
+        eps = v[CK_ENDPOINTS].s;
+        if (eps == NULL) {
+            continue;
+        }
+        pr->nendpoints = (unsigned)config_setting_length(eps);
+        if (pr->nendpoints == 0) {
+            conf_error(ctx, eps, "cluster \"%s\": endpoints must not be empty",
+                       cl->name ? cl->name : "(unnamed)");
+            continue;
+        }
+        pr->endpoints = conf_alloc(ctx->pool,
+                                   pr->nendpoints * sizeof(mg_endpoint_conf_t));
+        for (j = 0; j < pr->nendpoints; j++) {
+            conf_parse_endpoint(ctx, config_setting_get_elem(eps, j),
+                                &pr->endpoints[j]);
+        }
+    }
+}
+
+/* 2. Validate ------------------------------------------------------------- */
+
+static const mg_cluster_conf_t *
+conf_find_cluster(const mg_snapshot_t *snap, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; i < snap->nclusters; i++) {
+        if (snap->clusters[i].name != NULL
+            && strcmp(snap->clusters[i].name, name) == 0)
+        {
+            return &snap->clusters[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+conf_table_defined(conf_ctx_t *ctx, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; i < ctx->table_s.n; i++) {
+        if (strcmp(config_setting_name(
+                       (const config_setting_t *)ctx->table_s.items[i]),
+                   name)
+            == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+conf_validate_listeners(conf_ctx_t *ctx)
+{
+    conf_listener_t *a, *b;
+    const config_setting_t *as = NULL;
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_len;
+    unsigned i, j;
+    int admin_ok = 0;
+
+    if (ctx->admin_listen_s != NULL) {
+        as = ctx->admin_listen_s;
+        if (conf_listen_addr(ctx, as, ctx->admin_listen, &admin_addr,
+                             &admin_len)
+            == MG_OK)
+        {
+            admin_ok = 1;
+            if (!ctx->admin_allow_remote
+                && !conf_addr_is_loopback(&admin_addr))
+            {
+                conf_error(ctx, as,
+                           "admin listen address %s is not loopback; set "
+                           "admin.allow_remote = true to allow it",
+                           ctx->admin_listen);
+            }
+        }
+    }
+
+    for (i = 0; i < ctx->listeners.n; i++) {
+        a = ctx->listeners.items[i];
+        /* A missing or mistyped value was reported already. */
+        if (a->l->name == NULL) {
+            a->l->name = "(unnamed)";
+        } else if (!conf_name_ok(a->l->name)) {
+            conf_error(ctx, a->name_s,
+                       "listener name \"%s\" may only contain letters, "
+                       "digits, '_', '.' and '-'", a->l->name);
+        } else if (strcmp(a->l->name, "admin") == 0) {
+            conf_error(ctx, a->name_s,
+                       "listener name \"admin\" is reserved for the admin "
+                       "listener");
+        }
+        for (j = 0; j < i; j++) {
+            b = ctx->listeners.items[j];
+            if (a->name_s != NULL && b->name_s != NULL
+                && strcmp(a->l->name, b->l->name) == 0)
+            {
+                conf_error(ctx, a->name_s,
+                           "duplicate listener name \"%s\", first defined at "
+                           "%s:%d", a->l->name, b->l->file, b->l->line);
+                break;
+            }
+        }
+
+        if (a->l->listen != NULL
+            && conf_listen_addr(ctx, a->listen_s, a->l->listen, &a->l->addr,
+                                &a->l->addrlen)
+                   == MG_OK)
+        {
+            for (j = 0; j < i; j++) {
+                b = ctx->listeners.items[j];
+                if (b->l->addrlen && conf_addr_eq(&a->l->addr, &b->l->addr)) {
+                    conf_error(ctx, a->listen_s,
+                               "listener \"%s\": address %s is already used "
+                               "by listener \"%s\" at %s:%d", a->l->name,
+                               a->l->listen, b->l->name, b->l->file,
+                               b->l->line);
+                    break;
+                }
+            }
+            if (admin_ok && conf_addr_eq(&a->l->addr, &admin_addr)) {
+                conf_error(ctx, a->listen_s,
+                           "listener \"%s\": address %s is already used by "
+                           "the admin listener at %s:%d", a->l->name,
+                           a->l->listen, conf_file(ctx, as), conf_line(as));
+            }
+        } else {
+            a->l->addrlen = 0;
+        }
+
+        if (a->table != NULL && !conf_table_defined(ctx, a->table)) {
+            conf_error(ctx, a->routes_s,
+                       "listener %s: route table %s is not defined",
+                       a->l->name, a->table);
+        }
+    }
+}
+
+static void
+conf_validate_clusters(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    mg_cluster_conf_t *a, *b;
+    mg_priority_t *pr;
+    unsigned i, j, k;
+
+    for (i = 0; i < snap->nclusters; i++) {
+        a = &snap->clusters[i];
+        if (a->name == NULL) {
+            continue;   /* reported already */
+        }
+        if (!conf_name_ok(a->name)) {
+            conf_error_at(ctx, a->file, a->line,
+                          "cluster name \"%s\" may only contain letters, "
+                          "digits, '_', '.' and '-'", a->name);
+        }
+        for (j = 0; j < i; j++) {
+            b = &snap->clusters[j];
+            if (b->name != NULL && strcmp(a->name, b->name) == 0) {
+                conf_error_at(ctx, a->file, a->line,
+                              "duplicate cluster name \"%s\", first defined "
+                              "at %s:%d", a->name, b->file, b->line);
+                break;
+            }
+        }
+        pr = &a->priorities[0];
+        for (j = 0; j < pr->nendpoints; j++) {
+            if (pr->endpoints[j].addrlen == 0) {
+                continue;
+            }
+            for (k = 0; k < j; k++) {
+                if (conf_addr_eq(&pr->endpoints[j].addr,
+                                 &pr->endpoints[k].addr))
+                {
+                    conf_error_at(ctx, a->file, a->line,
+                                  "cluster \"%s\": endpoint %s is listed "
+                                  "twice", a->name,
+                                  pr->endpoints[j].address);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static void
+conf_validate_routes(conf_ctx_t *ctx)
+{
+    conf_route_t *cr;
+    unsigned i;
+
+    for (i = 0; i < ctx->routes.n; i++) {
+        cr = ctx->routes.items[i];
+        if (cr->cluster == NULL) {
+            continue;
+        }
+        cr->r->cluster = conf_find_cluster(ctx->snap, cr->cluster);
+        if (cr->r->cluster == NULL) {
+            conf_error(ctx, cr->cluster_s,
+                       "route in table \"%s\": cluster %s is not defined",
+                       cr->table, cr->cluster);
+        }
+    }
+}
+
+/* 3. Build ---------------------------------------------------------------- */
+
+static void
+conf_build_tables(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    mg_router_entry_t *entries;
+    mg_route_table_t *t;
+    conf_route_t *cr;
+    const char *name;
+    unsigned i, j, k, n;
+
+    snap->route_tables = conf_alloc(ctx->pool, (ctx->table_s.n + 1)
+                                                   * sizeof(mg_route_table_t *));
+    entries = conf_alloc(ctx->tmp, (ctx->routes.n + 1)
+                                       * sizeof(mg_router_entry_t));
+
+    /* Tables of one name from several files merge, in reading order. */
+    for (i = 0; i < ctx->table_s.n; i++) {
+        name = config_setting_name(
+            (const config_setting_t *)ctx->table_s.items[i]);
+        for (j = 0; j < snap->nroute_tables; j++) {
+            if (strcmp(snap->route_tables[j]->name, name) == 0) {
+                break;
+            }
+        }
+        if (j < snap->nroute_tables) {
+            continue;
+        }
+        n = 0;
+        for (k = 0; k < ctx->routes.n; k++) {
+            cr = ctx->routes.items[k];
+            if (strcmp(cr->table, name) == 0) {
+                entries[n].route = cr->r;
+                entries[n].domains = cr->domains;
+                entries[n].ndomains = cr->ndomains;
+                n++;
+            }
+        }
+        t = mg_router_build(ctx->pool, name, entries, n);
+        if (t == NULL) {
+            conf_out_of_memory();
+        }
+        snap->route_tables[snap->nroute_tables++] = t;
+    }
+}
+
+static void
+conf_build_listeners(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    mg_listener_conf_t *l;
+    conf_listener_t *cl;
+    unsigned i, j;
+
+    for (i = 0; i < ctx->listeners.n; i++) {
+        cl = ctx->listeners.items[i];
+        for (j = 0; j < snap->nroute_tables; j++) {
+            if (strcmp(snap->route_tables[j]->name, cl->table) == 0) {
+                cl->l->routes = snap->route_tables[j];
+            }
+        }
+    }
+
+    if (ctx->admin != NULL) {
+        l = &snap->listeners[snap->nlisteners++];
+        l->name = "admin";
+        l->admin = 1;
+        l->listen = ctx->admin_listen;
+        mg_conf_parse_addr(l->listen, &l->addr, &l->addrlen);
+        l->backlog = (int)conf_listener_keys[LK_BACKLOG].dnum;
+        l->limits.max_request_line =
+            (size_t)conf_listener_keys[LK_MAX_REQUEST_LINE].dnum;
+        l->limits.max_header_size =
+            (size_t)conf_listener_keys[LK_MAX_HEADER_SIZE].dnum;
+        l->limits.max_headers =
+            (unsigned)conf_listener_keys[LK_MAX_HEADERS].dnum;
+        l->request_header_timeout =
+            conf_listener_keys[LK_REQUEST_HEADER_TIMEOUT].dnum;
+        l->idle_timeout = conf_listener_keys[LK_IDLE_TIMEOUT].dnum;
+        l->send_timeout = conf_listener_keys[LK_SEND_TIMEOUT].dnum;
+        l->file = conf_file(ctx, ctx->admin);
+        l->line = conf_line(ctx->admin);
+    }
+
+    for (i = 0; i < snap->nlisteners; i++) {
+        snap->listeners[i].index = i;
+    }
+}
+
+static void
+conf_build_clusters(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    mg_cluster_conf_t *cl;
+    mg_priority_t *pr;
+    unsigned i, p, j;
+
+    for (i = 0; i < snap->nclusters; i++) {
+        cl = &snap->clusters[i];
+        cl->index = i;
+        for (p = 0; p < cl->npriorities; p++) {
+            pr = &cl->priorities[p];
+            pr->total_weight = 0;
+            for (j = 0; j < pr->nendpoints; j++) {
+                pr->endpoints[j].index = snap->nendpoints++;
+                pr->endpoints[j].cluster = cl;
+                pr->total_weight += pr->endpoints[j].weight;
+            }
+        }
+    }
+}
+
+static char *
+conf_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len;
+    char *dir;
+
+    if (slash == NULL) {
+        return mg_xstrdup(".");
+    }
+    len = slash == path ? 1 : (size_t)(slash - path);
+    dir = mg_xalloc(len + 1);
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    return dir;
+}
+
+mg_snapshot_t *
+mg_conf_load(const char *path, mg_conf_errors_t *errs)
+{
+    conf_ctx_t ctx;
+    mg_snapshot_t *snap;
+    mg_pool_t *pool;
+    char *dir;
+    unsigned i;
+
+    memset(&ctx, 0, sizeof(ctx));
+    pool = mg_pool_create(CONF_POOL_SIZE);
+    ctx.tmp = mg_pool_create(CONF_POOL_SIZE);
+    if (pool == NULL || ctx.tmp == NULL) {
+        conf_out_of_memory();
+    }
+    snap = conf_alloc(pool, sizeof(mg_snapshot_t));
+    snap->pool = pool;
+    snap->conf_file = conf_strdup(pool, path);
+
+    ctx.errs = errs;
+    ctx.pool = pool;
+    ctx.snap = snap;
+    ctx.main_file = snap->conf_file;
+    dir = conf_dirname(path);
+    ctx.dir = conf_strdup(ctx.tmp, dir);
+    free(dir);
+
+    if (conf_read_files(&ctx) == MG_OK) {
+        conf_sections(&ctx);
+        conf_parse_gateway(&ctx);
+        conf_parse_admin(&ctx);
+        conf_parse_clusters(&ctx);
+        conf_parse_routes(&ctx);
+        conf_parse_listeners(&ctx);
+
+        conf_validate_clusters(&ctx);
+        conf_validate_routes(&ctx);
+        conf_validate_listeners(&ctx);
+
+        if (errs->n == 0) {
+            conf_build_clusters(&ctx);
+            conf_build_tables(&ctx);
+            conf_build_listeners(&ctx);
+        }
+    }
+
+    for (i = 0; i < ctx.cfgs.n; i++) {
+        config_destroy(ctx.cfgs.items[i]);
+    }
+    mg_pool_destroy(ctx.tmp);
+
+    if (errs->n > 0) {
+        mg_pool_destroy(pool);
+        return NULL;
+    }
+    return snap;
+}
+
+void
+mg_snapshot_free(mg_snapshot_t *snap)
+{
+    if (snap != NULL) {
+        mg_pool_destroy(snap->pool);
+    }
+}
+
+void
+mg_conf_errors_free(mg_conf_errors_t *errs)
+{
+    unsigned i;
+
+    for (i = 0; i < errs->n; i++) {
+        free(errs->msgs[i]);
+    }
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}

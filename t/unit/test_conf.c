@@ -1,2 +1,750 @@
+/*
+ * Unit tests of the configuration loader: a complete valid config, the
+ * defaults, conf.d merging, and one check per class of error, each of which
+ * must name the right file and line.
+ */
 #include "config.h"
-int main(void){return 0;}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mg_conf.h"
+#include "mg_log.h"
+#include "mg_pool.h"
+#include "mg_router.h"
+#include "mg_snapshot.h"
+#include "tap.h"
+
+static char tmpdir[64];
+static unsigned ndirs;
+
+/* A fresh directory under tmpdir for one case. */
+static const char *
+new_dir(void)
+{
+    static char dir[128];
+
+    snprintf(dir, sizeof(dir), "%s/%u", tmpdir, ++ndirs);
+    if (mkdir(dir, 0700) == -1) {
+        perror(dir);
+        exit(2);
+    }
+    return dir;
+}
+
+static const char *
+write_file(const char *dir, const char *name, const char *text)
+{
+    static char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    if (f == NULL || fputs(text, f) == EOF || fclose(f) != 0) {
+        perror(path);
+        exit(2);
+    }
+    return path;
+}
+
+static int
+has_error(const mg_conf_errors_t *errs, const char *fmt, ...)
+{
+    char want[512];
+    va_list ap;
+    unsigned i;
+
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    for (i = 0; i < errs->n; i++) {
+        if (strstr(errs->msgs[i], want) != NULL) {
+            return 1;
+        }
+    }
+    printf("#   no error contains: %s\n", want);
+    for (i = 0; i < errs->n; i++) {
+        printf("#   got: %s\n", errs->msgs[i]);
+    }
+    return 0;
+}
+
+/* Loads |text| as a main file and checks that it fails with an error
+ * "main.conf:|line|: |reason|" (reason may be a prefix). */
+static void
+expect_error(const char *text, int line, const char *reason,
+             const char *name)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s", write_file(new_dir(), "main.conf",
+                                                  text));
+    snap = mg_conf_load(path, &errs);
+    ok(snap == NULL && has_error(&errs, "%s:%d: %s", path, line, reason),
+       "%s", name);
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+static void
+expect_ok(const char *text, const char *name)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    unsigned i;
+
+    snap = mg_conf_load(write_file(new_dir(), "main.conf", text), &errs);
+    ok(snap != NULL && errs.n == 0, "%s", name);
+    for (i = 0; i < errs.n; i++) {
+        printf("#   got: %s\n", errs.msgs[i]);
+    }
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+static const mg_route_t *
+route_of(const mg_listener_conf_t *l, const char *host, const char *path)
+{
+    return mg_router_match(l->routes, mg_str(host), mg_str(path));
+}
+
+static const char full_conf[] =
+    "gateway = {\n"                                            /* 1 */
+    "  region = \"us-east\"; zone = \"us-east-1a\";\n"
+    "  workers = 3; user = \"nobody\"; drain_timeout = 12.5;\n"
+    "  log_level = \"info\"; error_log = \"/var/log/mg.log\";\n"
+    "  pid_file = \"/run/mg.pid\";\n"                          /* 5 */
+    "};\n"
+    "admin = { listen = \"[::1]:9901\"; allow_remote = false; };\n"
+    "listeners = (\n"
+    "  { name = \"public\"; listen = \"*:8080\"; routes = \"web\";\n"
+    "    backlog = 1024; max_request_line = 4096;\n"          /* 10 */
+    "    max_header_size = 16384; max_headers = 50;\n"
+    "    max_body_size = 10737418240L;\n"
+    "    request_header_timeout = 5; idle_timeout = 30.5;\n"
+    "    send_timeout = 20; access_log = \"/var/log/access.log\"; }\n"
+    ");\n"                                                     /* 15 */
+    "routes = {\n"
+    "  web = (\n"
+    "    { domains = [ \"WWW.Example.com\", \"*.example.com\" ];\n"
+    "      prefix = \"/api/\"; cluster = \"api\"; upgrade = true;\n"
+    "      connect = true; timeout = 3; },\n"                  /* 20 */
+    "    { domains = [ \"*\" ]; path = \"/ping\";\n"
+    "      direct_response = { status = 204; body = \"x\";\n"
+    "                          content_type = \"text/html\"; }; },\n"
+    "    { domains = [ \"*\" ]; prefix = \"/\";\n"
+    "      redirect = { status = 308; scheme = \"https\";\n"   /* 25 */
+    "                   host = \"example.com:8443\"; path = \"/new\"; }; }\n"
+    "  );\n"
+    "};\n"
+    "clusters = (\n"
+    "  { name = \"api\"; lb = \"least_request\"; connect_timeout = 0.5;\n"
+    "    response_timeout = 7; idle_timeout = 9; max_idle = 8;\n"
+    "    endpoints = ( { address = \"10.0.0.1:80\"; weight = 3;\n"
+    "                    zone = \"us-east-1a\"; },\n"
+    "                  { address = \"[fd00::1]:8080\"; } ); },\n"
+    "  { name = \"spare\"; endpoints = ( { address = \"localhost:81\"; } ); }\n"
+    ");\n";
+
+static void
+test_full(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    const struct sockaddr_in *sin;
+    const struct sockaddr_in6 *sin6;
+    const mg_listener_conf_t *l, *a;
+    const mg_cluster_conf_t *c;
+    const mg_endpoint_conf_t *e;
+    const mg_route_t *r;
+    mg_snapshot_t *snap;
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s",
+             write_file(new_dir(), "main.conf", full_conf));
+    snap = mg_conf_load(path, &errs);
+    ok(snap != NULL && errs.n == 0, "full config loads");
+    if (snap == NULL) {
+        printf("#   %s\n", errs.n ? errs.msgs[0] : "?");
+        mg_conf_errors_free(&errs);
+        return;
+    }
+    ok(strcmp(snap->conf_file, path) == 0, "conf_file is the main file");
+
+    ok(strcmp(snap->gateway.region, "us-east") == 0, "gateway.region");
+    ok(strcmp(snap->gateway.zone, "us-east-1a") == 0, "gateway.zone");
+    is_int(snap->gateway.workers, 3, "gateway.workers");
+    ok(strcmp(snap->gateway.user, "nobody") == 0, "gateway.user");
+    ok(snap->gateway.drain_timeout == 12.5, "gateway.drain_timeout");
+    is_int(snap->gateway.log_level, MG_LOG_INFO, "gateway.log_level");
+    ok(strcmp(snap->gateway.error_log, "/var/log/mg.log") == 0,
+       "gateway.error_log");
+    ok(strcmp(snap->gateway.pid_file, "/run/mg.pid") == 0,
+       "gateway.pid_file");
+
+    is_int(snap->nlisteners, 2, "one listener plus the admin listener");
+    l = &snap->listeners[0];
+    ok(strcmp(l->name, "public") == 0 && strcmp(l->listen, "*:8080") == 0,
+       "listener name and listen");
+    sin = (const struct sockaddr_in *)&l->addr;
+    ok(sin->sin_family == AF_INET && ntohs(sin->sin_port) == 8080
+       && sin->sin_addr.s_addr == htonl(INADDR_ANY)
+       && l->addrlen == sizeof(struct sockaddr_in),
+       "\"*:8080\" is 0.0.0.0:8080");
+    is_int(l->index, 0, "listener index");
+    is_int(l->admin, 0, "listener is not admin");
+    is_int(l->backlog, 1024, "listener.backlog");
+    is_int(l->limits.max_request_line, 4096, "listener.max_request_line");
+    is_int(l->limits.max_header_size, 16384, "listener.max_header_size");
+    is_int(l->limits.max_headers, 50, "listener.max_headers");
+    is_int(l->limits.max_body_size, 10737418240LL,
+           "listener.max_body_size (int64)");
+    ok(l->request_header_timeout == 5, "listener.request_header_timeout");
+    ok(l->idle_timeout == 30.5, "listener.idle_timeout");
+    ok(l->send_timeout == 20, "listener.send_timeout");
+    ok(l->access_log && strcmp(l->access_log, "/var/log/access.log") == 0,
+       "listener.access_log");
+    ok(strcmp(l->file, path) == 0 && l->line == 9, "listener file and line");
+    ok(l->routes != NULL && strcmp(l->routes->name, "web") == 0,
+       "listener points to its route table");
+
+    a = &snap->listeners[1];
+    sin6 = (const struct sockaddr_in6 *)&a->addr;
+    ok(a->admin && strcmp(a->name, "admin") == 0 && a->routes == NULL
+       && a->index == 1, "admin listener appended");
+    ok(sin6->sin6_family == AF_INET6 && ntohs(sin6->sin6_port) == 9901
+       && strcmp(a->listen, "[::1]:9901") == 0, "admin address [::1]:9901");
+    is_int(a->limits.max_headers, 100, "admin listener has default limits");
+
+    is_int(snap->nroute_tables, 1, "one route table");
+    r = route_of(l, "www.example.COM:8080", "/api/v1");
+    ok(r != NULL && r->action == MG_ROUTE_CLUSTER && !r->path_exact
+       && mg_str_eq(r->path, mg_str_lit("/api/")),
+       "prefix route to a cluster");
+    ok(r && r->cluster == &snap->clusters[0], "route points to its cluster");
+    ok(r && r->allow_upgrade && r->allow_connect && r->timeout == 3,
+       "route upgrade, connect, timeout");
+    ok(r && strcmp(r->file, path) == 0 && r->line == 18,
+       "route file and line");
+    ok(route_of(l, "a.b.example.com", "/api/") == r, "wildcard domain");
+    r = route_of(l, "other", "/ping");
+    ok(r && r->action == MG_ROUTE_DIRECT && r->path_exact && r->status == 204
+       && mg_str_eq(r->body, mg_str_lit("x"))
+       && mg_str_eq(r->content_type, mg_str_lit("text/html")),
+       "direct_response route");
+    r = route_of(l, "other", "/ping/x");
+    ok(r && r->action == MG_ROUTE_REDIRECT && r->redirect_status == 308
+       && mg_str_eq(r->redirect_scheme, mg_str_lit("https"))
+       && mg_str_eq(r->redirect_host, mg_str_lit("example.com:8443"))
+       && mg_str_eq(r->redirect_path, mg_str_lit("/new")),
+       "redirect route");
+
+    is_int(snap->nclusters, 2, "two clusters");
+    c = &snap->clusters[0];
+    ok(strcmp(c->name, "api") == 0 && c->index == 0, "cluster name, index");
+    is_int(c->lb, MG_LB_LEAST_REQUEST, "cluster.lb");
+    ok(c->connect_timeout == 0.5 && c->response_timeout == 7
+       && c->idle_timeout == 9, "cluster timeouts");
+    is_int(c->max_idle, 8, "cluster.max_idle");
+    ok(strcmp(c->file, path) == 0 && c->line == 30, "cluster file and line");
+    is_int(c->npriorities, 1, "one priority");
+    is_int(c->priorities[0].nendpoints, 2, "two endpoints");
+    is_int(c->priorities[0].total_weight, 4, "total weight");
+    e = &c->priorities[0].endpoints[0];
+    sin = (const struct sockaddr_in *)&e->addr;
+    ok(strcmp(e->address, "10.0.0.1:80") == 0 && e->weight == 3
+       && strcmp(e->zone, "us-east-1a") == 0 && ntohs(sin->sin_port) == 80
+       && e->cluster == c && e->index == 0, "endpoint 0");
+    e = &c->priorities[0].endpoints[1];
+    ok(e->addr.ss_family == AF_INET6 && e->weight == 1
+       && strcmp(e->zone, "") == 0 && e->index == 1, "endpoint 1 (IPv6)");
+    c = &snap->clusters[1];
+    e = &c->priorities[0].endpoints[0];
+    sin = (const struct sockaddr_in *)&e->addr;
+    ok(c->index == 1 && e->index == 2 && e->cluster == c
+       && sin->sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+       "endpoint indexes run across clusters; localhost is 127.0.0.1");
+    is_int(c->lb, MG_LB_ROUND_ROBIN, "default lb");
+    is_int(snap->nendpoints, 3, "snapshot counts every endpoint");
+
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+static void
+test_defaults(void)
+{
+    static const char text[] =
+        "listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+        "                routes = \"t\"; } );\n"
+        "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+        "  direct_response = { status = 200; }; } ); };\n";
+    mg_conf_errors_t errs = { NULL, 0 };
+    const mg_listener_conf_t *l;
+    const mg_route_t *r;
+    mg_snapshot_t *snap;
+
+    snap = mg_conf_load(write_file(new_dir(), "main.conf", text), &errs);
+    ok(snap != NULL, "minimal config loads");
+    if (snap == NULL) {
+        mg_conf_errors_free(&errs);
+        return;
+    }
+    ok(strcmp(snap->gateway.region, "default") == 0, "default region");
+    ok(strcmp(snap->gateway.zone, "") == 0, "default zone");
+    ok(snap->gateway.workers >= 1, "workers auto is at least 1");
+    is_int(snap->gateway.workers, sysconf(_SC_NPROCESSORS_ONLN),
+           "workers auto is the number of online CPUs");
+    ok(strcmp(snap->gateway.user, "nobody") == 0, "default user");
+    ok(snap->gateway.drain_timeout == 30, "default drain_timeout");
+    is_int(snap->gateway.log_level, MG_LOG_NOTICE, "default log_level");
+    ok(strcmp(snap->gateway.error_log, "stderr") == 0, "default error_log");
+    ok(snap->gateway.pid_file == NULL, "no pid_file by default");
+
+    is_int(snap->nlisteners, 1, "no admin listener unless configured");
+    l = &snap->listeners[0];
+    is_int(l->backlog, 511, "default backlog");
+    is_int(l->limits.max_request_line, 8192, "default max_request_line");
+    is_int(l->limits.max_header_size, 32768, "default max_header_size");
+    is_int(l->limits.max_headers, 100, "default max_headers");
+    is_int(l->limits.max_body_size, 0, "default max_body_size");
+    ok(l->request_header_timeout == 10 && l->idle_timeout == 60
+       && l->send_timeout == 60, "default listener timeouts");
+    ok(l->access_log == NULL, "access_log off by default");
+    r = route_of(l, "x", "/");
+    ok(r && mg_str_eq(r->body, mg_str_lit(""))
+       && mg_str_eq(r->content_type, mg_str_lit("text/plain"))
+       && !r->allow_upgrade && !r->allow_connect && r->timeout == 0,
+       "route defaults");
+    is_int(snap->nclusters, 0, "no clusters");
+
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+static void
+test_conf_d(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    const mg_listener_conf_t *l;
+    const mg_route_t *r;
+    mg_snapshot_t *snap;
+    char main_path[256], cdir[200], bpath[256];
+    const char *dir = new_dir();
+
+    snprintf(main_path, sizeof(main_path), "%s",
+             write_file(dir, "meshgate.conf",
+                        "listeners = ( { name = \"a\"; listen = \"127.0.0.1:1\";"
+                        " routes = \"t\"; } );\n"
+                        "routes = { t = ( { domains = [\"m\"]; prefix = \"/\";"
+                        " cluster = \"c1\"; } ); };\n"
+                        "clusters = ( { name = \"c1\"; endpoints = ("
+                        " { address = \"127.0.0.1:10\"; } ); } );\n"
+                        "@include \"inc/extra.inc\"\n"));
+    snprintf(cdir, sizeof(cdir), "%s/inc", dir);
+    mkdir(cdir, 0700);
+    write_file(cdir, "extra.inc",
+               "gateway = { region = \"included\"; };\n");
+    snprintf(cdir, sizeof(cdir), "%s/conf.d", dir);
+    mkdir(cdir, 0700);
+    snprintf(bpath, sizeof(bpath), "%s",
+             write_file(cdir, "20-b.conf",
+                        "listeners = ( { name = \"b\"; listen = \"127.0.0.1:2\";"
+                        " routes = \"u\"; } );\n"
+                        "routes = { t = ( { domains = [\"m\"]; prefix = \"/\";"
+                        " cluster = \"c3\"; }, { domains = [\"b\"];"
+                        " prefix = \"/\"; cluster = \"c2\"; } );\n"
+                        "  u = ( { domains = [\"*\"]; prefix = \"/\";"
+                        " cluster = \"c1\"; } ); };\n"
+                        "clusters = ( { name = \"c3\"; endpoints = ("
+                        " { address = \"127.0.0.1:30\"; } ); } );\n"));
+    write_file(cdir, "10-a.conf",
+               "clusters = ( { name = \"c2\"; endpoints = ("
+               " { address = \"127.0.0.1:20\"; } ); } );\n");
+    write_file(cdir, "README", "not a config file\n");
+    write_file(cdir, "30-c.conf.dpkg-old", "garbage\n");
+    write_file(cdir, ".40-d.conf", "garbage\n");
+
+    snap = mg_conf_load(main_path, &errs);
+    ok(snap != NULL, "main file with conf.d loads");
+    if (snap == NULL) {
+        printf("#   %s\n", errs.n ? errs.msgs[0] : "?");
+        mg_conf_errors_free(&errs);
+        return;
+    }
+    ok(strcmp(snap->gateway.region, "included") == 0,
+       "@include is relative to the main file");
+    is_int(snap->nlisteners, 2, "listeners of conf.d are appended");
+    ok(strcmp(snap->listeners[1].name, "b") == 0
+       && strcmp(snap->listeners[1].file, bpath) == 0
+       && snap->listeners[1].line == 1,
+       "a conf.d listener keeps its file and line");
+    is_int(snap->nclusters, 3, "clusters of conf.d are appended");
+    ok(snap->nclusters == 3 && strcmp(snap->clusters[0].name, "c1") == 0
+       && strcmp(snap->clusters[1].name, "c2") == 0
+       && strcmp(snap->clusters[2].name, "c3") == 0,
+       "in lexical order: main, 10-a.conf, 20-b.conf");
+    is_int(snap->nroute_tables, 2, "two route tables");
+    l = &snap->listeners[0];
+    r = route_of(l, "m", "/");
+    ok(r && r->cluster == &snap->clusters[0],
+       "a merged table keeps the main file's route first");
+    r = route_of(l, "b", "/");
+    ok(r && r->cluster == &snap->clusters[1],
+       "a merged table gets the conf.d routes");
+    is_int(l->routes->nexact, 2, "merged table has both hosts");
+    r = route_of(&snap->listeners[1], "x", "/");
+    ok(r && r->cluster == &snap->clusters[0],
+       "a conf.d table routes to a main file cluster");
+
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    /* An error in a conf.d file names that file. */
+    write_file(cdir, "25-bad.conf", "listeners = ( { name = \"z\";\n"
+                                    "  listen = \"127.0.0.1:3\";\n"
+                                    "  routes = \"t\"; colour = 1; } );\n");
+    snap = mg_conf_load(main_path, &errs);
+    snprintf(bpath, sizeof(bpath), "%s/25-bad.conf", cdir);
+    ok(snap == NULL
+       && has_error(&errs, "%s:3: unknown key \"colour\" in listener", bpath),
+       "an error in a conf.d file names that file and line");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    write_file(cdir, "25-bad.conf", "listeners = ( { name = \"z\"; }\n");
+    snap = mg_conf_load(main_path, &errs);
+    ok(snap == NULL && has_error(&errs, "%s:2: syntax error", bpath),
+       "a syntax error in a conf.d file names that file and line");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+/* A valid base to break one thing in; the line numbers below count on it. */
+#define BASE_LISTENER                                                       \
+    "listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"          \
+    "                routes = \"t\"; } );\n"
+#define BASE_CLUSTER                                                        \
+    "clusters = ( { name = \"c\";\n"                                        \
+    "  endpoints = ( { address = \"127.0.0.1:9000\"; } ); } );\n"
+#define BASE_ROUTES                                                         \
+    "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"               \
+    "                   cluster = \"c\"; } ); };\n"
+
+static void
+test_errors(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    char path[256];
+
+    expect_ok(BASE_LISTENER BASE_CLUSTER BASE_ROUTES, "the base loads");
+
+    expect_error(BASE_LISTENER BASE_CLUSTER BASE_ROUTES "colour = 1;\n", 7,
+                 "unknown key \"colour\" at top level",
+                 "unknown top-level key");
+    expect_error("gateway = {\n workers = 2;\n colour = \"red\"; };\n", 3,
+                 "unknown key \"colour\" in gateway",
+                 "unknown key in gateway");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\"; speed = 1;\n"
+                 "  endpoints = ( { address = \"127.0.0.1:9000\"; } ); } );\n"
+                 BASE_ROUTES, 3, "unknown key \"speed\" in cluster",
+                 "unknown key in cluster");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   cluster = \"c\"; retries = 3; } ); };\n", 6,
+                 "unknown key \"retries\" in route", "unknown key in route");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"127.0.0.1:9000\"; w = 1; } ); "
+                 "} );\n" BASE_ROUTES, 4, "unknown key \"w\" in endpoint",
+                 "unknown key in endpoint");
+
+    expect_error("gateway = {\n drain_timeout = \"soon\"; };\n", 2,
+                 "key \"drain_timeout\" must be a number", "wrong type: number");
+    expect_error("listeners = ( { name = 1; listen = \"127.0.0.1:8000\";\n"
+                 "                routes = \"t\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 1, "key \"name\" must be a string",
+                 "wrong type: string");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+                 "  routes = \"t\"; max_headers = 1.5; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 2,
+                 "key \"max_headers\" must be an integer", "wrong type: int");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   cluster = \"c\"; upgrade = 1; } ); };\n", 6,
+                 "key \"upgrade\" must be true or false", "wrong type: bool");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = \"*\"; prefix = \"/\";\n"
+                 "   cluster = \"c\"; } ); };\n", 5,
+                 "key \"domains\" must be an array of strings",
+                 "wrong type: array of strings");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+                 "  routes = \"t\"; max_headers = 500; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 2,
+                 "key \"max_headers\" must be between 1 and 128",
+                 "out of range");
+    expect_error("gateway = { drain_timeout = 0; };\n", 1,
+                 "key \"drain_timeout\" must be greater than 0",
+                 "a duration must be positive");
+    expect_error("gateway = { workers = \"many\"; };\n", 1,
+                 "key \"workers\" must be \"auto\" or an integer",
+                 "workers must be auto or a number");
+    expect_error("gateway = { log_level = \"loud\"; };\n", 1,
+                 "key \"log_level\" must be one of", "bad log_level");
+    expect_error("gateway = { };\n\ngateway = { };\n", 3,
+                 "duplicate setting name", "libconfig duplicate in one file");
+
+    expect_error("listeners = ( { listen = \"127.0.0.1:8000\";\n"
+                 "                routes = \"t\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 1, "missing key \"name\" in listener",
+                 "missing key: enclosing group's line");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 " } );\n" BASE_ROUTES, 3,
+                 "missing key \"endpoints\" in cluster", "missing endpoints");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( ); } );\n" BASE_ROUTES, 4,
+                 "cluster \"c\": endpoints must not be empty",
+                 "empty endpoints");
+
+    expect_error(BASE_LISTENER
+                 "listeners = ( );\n" BASE_CLUSTER BASE_ROUTES, 3,
+                 "duplicate setting name", "listeners twice in one file");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+                 "                routes = \"t\"; },\n"
+                 "  { name = \"l\"; listen = \"127.0.0.1:8001\";\n"
+                 "    routes = \"t\"; } );\n" BASE_CLUSTER BASE_ROUTES, 3,
+                 "duplicate listener name \"l\", first defined at ",
+                 "duplicate listener name");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "clusters2 = 1;\n" BASE_ROUTES, 5,
+                 "unknown key \"clusters2\"", "another unknown top-level key");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"127.0.0.1:9000\"; } ); },\n"
+                 "  { name = \"c\";\n"
+                 "  endpoints = ( { address = \"127.0.0.1:9001\"; } ); } );\n"
+                 BASE_ROUTES, 5, "duplicate cluster name \"c\", first defined",
+                 "duplicate cluster name");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+                 "                routes = \"t\"; },\n"
+                 "  { name = \"m\"; listen = \"127.0.0.1:8000\";\n"
+                 "    routes = \"t\"; } );\n" BASE_CLUSTER BASE_ROUTES, 3,
+                 "listener \"m\": address 127.0.0.1:8000 is already used by "
+                 "listener \"l\"", "duplicate listen address");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   cluster = \"nope\"; } ); };\n", 6,
+                 "route in table \"t\": cluster nope is not defined",
+                 "dangling cluster reference");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:8000\";\n"
+                 "                routes = \"missing\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 2,
+                 "listener l: route table missing is not defined",
+                 "dangling route table");
+    expect_error("listeners = ( { name = \"l\"; listen = \"127.0.0.1:99999\";\n"
+                 "                routes = \"t\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 1,
+                 "bad address \"127.0.0.1:99999\": port must be between",
+                 "bad listen port");
+    expect_error("listeners = ( { name = \"l\"; listen = \"::1:80\";\n"
+                 "                routes = \"t\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 1,
+                 "bad address \"::1:80\": an IPv6 address needs brackets",
+                 "IPv6 without brackets");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"users.svc:80\"; } ); } );\n"
+                 BASE_ROUTES, 4,
+                 "endpoint address users.svc:80: host names are not supported "
+                 "yet, use an IP address", "endpoint host name");
+    expect_error(BASE_LISTENER
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"10.0.0.1\"; } ); } );\n"
+                 BASE_ROUTES, 4, "bad address \"10.0.0.1\": missing port",
+                 "endpoint without a port");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"];\n"
+                 "   cluster = \"c\"; } ); };\n", 5,
+                 "route needs prefix or path", "route without a path");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   } ); };\n", 5,
+                 "route needs one of cluster, direct_response or redirect",
+                 "route without an action");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   cluster = \"c\"; redirect = { path = \"/\"; }; } ); };\n",
+                 5, "route has more than one of",
+                 "route with two actions");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"a.com:80\"]; prefix = \"/\";\n"
+                 "   cluster = \"c\"; } ); };\n", 5,
+                 "bad domain \"a.com:80\": ports are not allowed",
+                 "port in a domain");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [ ]; prefix = \"/\";\n"
+                 "   cluster = \"c\"; } ); };\n", 5,
+                 "key \"domains\" must not be empty", "empty domains");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   redirect = { status = 302; }; } ); };\n", 6,
+                 "redirect needs at least one of scheme, host or path",
+                 "empty redirect");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   redirect = { status = 305; path = \"/\"; }; } ); };\n", 6,
+                 "redirect status must be", "bad redirect status");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";\n"
+                 "   direct_response = { status = 200; }; connect = true; } );"
+                 " };\n", 6, "connect = true needs a cluster",
+                 "connect without a cluster");
+
+    setenv("MG_TEST_PORT", "8123", 1);
+    unsetenv("MG_TEST_UNSET");
+    expect_error("listeners = ( { name = \"l\";\n"
+                 "  listen = \"127.0.0.1:${MG_TEST_UNSET}\";\n"
+                 "                routes = \"t\"; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 2,
+                 "environment variable MG_TEST_UNSET is not set",
+                 "unset environment variable");
+
+    snprintf(path, sizeof(path), "%s",
+             write_file(new_dir(), "main.conf",
+                        "listeners = ( { name = \"l${MG_TEST_PORT}\";\n"
+                        "  listen = \"127.0.0.1:${MG_TEST_PORT}\";\n"
+                        "  routes = \"t\"; } );\n"
+                        BASE_CLUSTER BASE_ROUTES));
+    snap = mg_conf_load(path, &errs);
+    ok(snap && strcmp(snap->listeners[0].listen, "127.0.0.1:8123") == 0
+       && strcmp(snap->listeners[0].name, "l8123") == 0
+       && ntohs(((struct sockaddr_in *)&snap->listeners[0].addr)->sin_port)
+              == 8123, "environment variables are substituted");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    expect_error("admin = { listen = \"0.0.0.0:9901\"; };\n", 1,
+                 "admin listen address 0.0.0.0:9901 is not loopback; set "
+                 "admin.allow_remote = true to allow it",
+                 "non-loopback admin refused");
+    expect_ok("admin = { listen = \"0.0.0.0:9901\"; allow_remote = true; };\n",
+              "non-loopback admin allowed with allow_remote");
+    expect_ok("admin = { listen = \"127.0.0.2:9901\"; };\n",
+              "admin on any 127/8 address is loopback");
+    expect_error("admin = { allow_remote = true; };\n", 1,
+                 "missing key \"listen\" in admin", "admin needs listen");
+    expect_error(BASE_LISTENER BASE_CLUSTER BASE_ROUTES
+                 "admin = { listen = \"127.0.0.1:8000\"; };\n", 1,
+                 "listener \"l\": address 127.0.0.1:8000 is already used by "
+                 "the admin listener", "admin address clash");
+
+    /* Several errors in one run, each with its own line. */
+    snprintf(path, sizeof(path), "%s",
+             write_file(new_dir(), "main.conf",
+                        "gateway = { colour = 1;\n"
+                        "  workers = 0; };\n"
+                        "listeners = ( { name = \"l\"; listen = \"nowhere\";\n"
+                        "                routes = \"t\"; } );\n"
+                        BASE_CLUSTER
+                        "routes = { t = ( { domains = [\"*\"]; prefix = \"/\";"
+                        "\n   cluster = \"x\"; } ); };\n"));
+    snap = mg_conf_load(path, &errs);
+    ok(snap == NULL, "several errors: no snapshot");
+    ok(has_error(&errs, "%s:1: unknown key \"colour\"", path),
+       "several errors: the first");
+    ok(has_error(&errs, "%s:2: key \"workers\" must be between", path),
+       "several errors: the second");
+    ok(has_error(&errs, "%s:3: bad address \"nowhere\"", path),
+       "several errors: the third");
+    ok(has_error(&errs, "%s:8: route in table \"t\": cluster x", path),
+       "several errors: the fourth");
+    is_int(errs.n, 4, "several errors: exactly four");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    /* libconfig's own errors and a missing file. */
+    expect_error("gateway = {\n workers = = 2;\n};\n", 2, "syntax error",
+                 "a syntax error is reported with file and line");
+    snprintf(path, sizeof(path), "%s/none/main.conf", tmpdir);
+    snap = mg_conf_load(path, &errs);
+    ok(snap == NULL && has_error(&errs, "%s: cannot open configuration file",
+                                 path), "a missing main file is an error");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+}
+
+static void
+test_parse_addr(void)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+
+    ok(mg_conf_parse_addr("1.2.3.4:80", &ss, &len) == MG_OK
+       && sin->sin_family == AF_INET && ntohs(sin->sin_port) == 80
+       && sin->sin_addr.s_addr == inet_addr("1.2.3.4"), "1.2.3.4:80");
+    ok(mg_conf_parse_addr("[::1]:80", &ss, &len) == MG_OK
+       && sin6->sin6_family == AF_INET6 && ntohs(sin6->sin6_port) == 80
+       && IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)
+       && len == sizeof(struct sockaddr_in6), "[::1]:80");
+    ok(mg_conf_parse_addr("*:80", &ss, &len) == MG_OK
+       && sin->sin_addr.s_addr == htonl(INADDR_ANY), "*:80");
+    ok(mg_conf_parse_addr("0.0.0.0:80", &ss, &len) == MG_OK
+       && sin->sin_addr.s_addr == htonl(INADDR_ANY), "0.0.0.0:80");
+    ok(mg_conf_parse_addr("localhost:65535", &ss, &len) == MG_OK
+       && sin->sin_addr.s_addr == htonl(INADDR_LOOPBACK)
+       && ntohs(sin->sin_port) == 65535, "localhost:65535");
+    ok(mg_conf_parse_addr("[::]:443", &ss, &len) == MG_OK, "[::]:443");
+    is_int(mg_conf_parse_addr("1.2.3.4:0", &ss, &len), MG_ERROR, "port 0");
+    is_int(mg_conf_parse_addr("1.2.3.4:65536", &ss, &len), MG_ERROR,
+           "port 65536");
+    is_int(mg_conf_parse_addr("1.2.3.4", &ss, &len), MG_ERROR, "no port");
+    is_int(mg_conf_parse_addr("1.2.3.4:8x", &ss, &len), MG_ERROR, "bad port");
+    is_int(mg_conf_parse_addr("1.2.3.4:-1", &ss, &len), MG_ERROR,
+           "negative port");
+    is_int(mg_conf_parse_addr("1.2.3.400:80", &ss, &len), MG_ERROR,
+           "bad IPv4");
+    is_int(mg_conf_parse_addr("[::g]:80", &ss, &len), MG_ERROR, "bad IPv6");
+    is_int(mg_conf_parse_addr("[::1]80", &ss, &len), MG_ERROR,
+           "IPv6 without ':' before the port");
+    is_int(mg_conf_parse_addr("example.com:80", &ss, &len), MG_ERROR,
+           "host names are not resolved");
+    is_int(mg_conf_parse_addr(":80", &ss, &len), MG_ERROR, "empty host");
+    is_int(mg_conf_parse_addr("", &ss, &len), MG_ERROR, "empty string");
+}
+
+int
+main(void)
+{
+    char cmd[128];
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-test-conf.XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 2;
+    }
+
+    test_full();
+    test_defaults();
+    test_conf_d();
+    test_errors();
+    test_parse_addr();
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) {
+        printf("# could not remove %s\n", tmpdir);
+    }
+    return done_testing();
+}
