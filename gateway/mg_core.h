@@ -27,6 +27,10 @@ typedef struct mg_route_s mg_route_t;
 typedef struct mg_route_table_s mg_route_table_t;
 typedef struct mg_h1_request_s mg_h1_request_t;
 typedef struct mg_h1_response_s mg_h1_response_t;
+typedef struct mg_ctx_s mg_ctx_t;
+typedef struct mg_client_s mg_client_t;
+typedef struct mg_upstream_pool_s mg_upstream_pool_t;
+typedef struct mg_access_log_s mg_access_log_t;
 
 #define mg_countof(a) (sizeof(a) / sizeof((a)[0]))
 #define mg_min(a, b) ((a) < (b) ? (a) : (b))

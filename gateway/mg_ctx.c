@@ -1,1 +1,114 @@
 #include "config.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mg_access_log.h"
+#include "mg_ctx.h"
+#include "mg_h1.h"
+#include "mg_snapshot.h"
+#include "mg_upstream.h"
+
+static void
+ctx_seed_request_ids(mg_ctx_t *ctx)
+{
+    unsigned char raw[8];
+    unsigned i;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = -1;
+
+    if (fd != -1) {
+        n = read(fd, raw, sizeof(raw));
+        close(fd);
+    }
+    if (n != (ssize_t)sizeof(raw)) {
+        uint64_t v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+        memcpy(raw, &v, sizeof(raw));
+    }
+    for (i = 0; i < sizeof(raw); i++) {
+        snprintf(ctx->request_id_seed + 2 * i, 3, "%02x", raw[i]);
+    }
+}
+
+int
+mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
+{
+    unsigned i;
+
+    ctx->loop = loop;
+    ctx->snap = snap;
+    ctx->pid = getpid();
+    ctx->bufs.max_free = 4096;
+    ctx->pools = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                        sizeof(*ctx->pools));
+    ctx->active = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                         sizeof(*ctx->active));
+    ctx->lb = calloc(snap->nclusters ? snap->nclusters : 1,
+                     sizeof(*ctx->lb));
+    ctx->access_logs = calloc(snap->nlisteners ? snap->nlisteners : 1,
+                              sizeof(*ctx->access_logs));
+    ctx->req = malloc(sizeof(*ctx->req));
+    ctx->resp = malloc(sizeof(*ctx->resp));
+    if (ctx->pools == NULL || ctx->active == NULL || ctx->lb == NULL
+        || ctx->access_logs == NULL || ctx->req == NULL || ctx->resp == NULL) {
+        return MG_ERROR;
+    }
+    for (i = 0; i < snap->nclusters; i++) {
+        unsigned n = snap->clusters[i].priorities[0].nendpoints;
+
+        if (snap->clusters[i].lb == MG_LB_WEIGHTED_ROUND_ROBIN) {
+            ctx->lb[i].current = calloc(n ? n : 1, sizeof(int));
+            if (ctx->lb[i].current == NULL) {
+                return MG_ERROR;
+            }
+        }
+    }
+    for (i = 0; i < snap->nlisteners; i++) {
+        (void)mg_access_log_open(&ctx->access_logs[i], loop,
+                                 snap->listeners[i].access_log);
+    }
+    ctx_seed_request_ids(ctx);
+    return MG_OK;
+}
+
+void
+mg_ctx_reopen_logs(mg_ctx_t *ctx)
+{
+    unsigned i;
+
+    for (i = 0; i < ctx->snap->nlisteners; i++) {
+        mg_access_log_reopen(&ctx->access_logs[i]);
+    }
+}
+
+void
+mg_ctx_destroy(mg_ctx_t *ctx)
+{
+    unsigned i;
+
+    if (ctx->access_logs != NULL) {
+        for (i = 0; i < ctx->snap->nlisteners; i++) {
+            mg_access_log_close(&ctx->access_logs[i]);
+        }
+    }
+    if (ctx->pools != NULL) {
+        mg_upstream_close_idle(ctx);
+    }
+    if (ctx->lb != NULL) {
+        for (i = 0; i < ctx->snap->nclusters; i++) {
+            free(ctx->lb[i].current);
+        }
+    }
+    free(ctx->pools);
+    free(ctx->active);
+    free(ctx->lb);
+    free(ctx->access_logs);
+    free(ctx->req);
+    free(ctx->resp);
+    mg_buf_cache_clear(&ctx->bufs);
+}

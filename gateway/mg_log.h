@@ -45,10 +45,10 @@ void mg_log_set_fd(mg_log_t *log, int fd, const char *path);
 void mg_log_write(mg_log_t *log, int level, int err, const char *fmt, ...)
     MG_PRINTF(4, 5);
 
-#define mg_log_error(level, log, err, ...)                                   \
+#define mg_log_error(lvl_, log_, err_, ...)                                  \
     do {                                                                     \
-        if ((level) <= (log)->level) {                                       \
-            mg_log_write((log), (level), (err), __VA_ARGS__);                \
+        if ((lvl_) <= (log_)->level) {                                       \
+            mg_log_write((log_), (lvl_), (err_), __VA_ARGS__);               \
         }                                                                    \
     } while (0)
 

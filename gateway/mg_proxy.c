@@ -1,1 +1,2023 @@
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "mg_access_log.h"
+#include "mg_buf.h"
+#include "mg_h1.h"
+#include "mg_lb.h"
+#include "mg_log.h"
+#include "mg_proxy.h"
+#include "mg_router.h"
+#include "mg_snapshot.h"
+#include "mg_upstream.h"
+
+/* Client connection states. */
+enum {
+    CS_HEAD = 1,      /* reading a request head (or idle between requests) */
+    CS_PROXY,         /* a request is with an upstream */
+    CS_DIRECT,        /* writing a response we made ourselves */
+    CS_TUNNEL         /* Upgrade or CONNECT: raw bytes both ways */
+};
+
+#define PROXY_MAX_ATTEMPTS   3      /* endpoints tried on connect failure */
+#define PROXY_RESP_HEAD_MAX  65536  /* upstream response head bound */
+#define PROXY_LOG_FIELD_MAX  512    /* bytes of target/host kept for logs */
+
+struct mg_client_s {
+    mg_ctx_t *ctx;
+    int fd;
+    ev_io rev;
+    ev_io wev;
+    ev_timer timer;
+    const mg_listener_conf_t *lc;
+    mg_client_t *next;            /* ctx->clients list */
+    mg_client_t *prev;
+    mg_buf_t *in;                 /* request bytes: head, body, pipelined */
+    mg_buf_t *out;                /* response head or direct response */
+    mg_buf_t *uhead;              /* upstream request head, kept until the
+                                   * response starts so it can be replayed */
+    mg_uconn_t *u;
+    unsigned state;
+    size_t head_scanned;          /* request head search position */
+    size_t uhead_scanned;         /* response head search position */
+
+    /* The current request. */
+    ev_tstamp start;
+    const mg_route_t *route;
+    const mg_endpoint_conf_t *ep;
+    unsigned method_id;
+    unsigned version_minor;
+    unsigned status;
+    uint64_t bytes_sent;
+    uint64_t tried;               /* endpoints tried, by position */
+    unsigned attempts;
+    int last_err;
+
+    unsigned req_keep_alive:1;    /* the client wants to keep the conn */
+    unsigned keep_alive:1;        /* we will keep it after this response */
+    unsigned pipelined:1;         /* parse buffered bytes before reading */
+    unsigned req_body_done:1;
+    unsigned req_ck_done:1;
+    unsigned replayable:1;        /* request bytes still all in |in| */
+    unsigned no_pool:1;           /* retry on a fresh connection */
+    unsigned upgrade:1;           /* Upgrade allowed and requested */
+    unsigned connect:1;           /* CONNECT tunnel */
+    unsigned resp_head_done:1;
+    unsigned resp_done:1;
+    unsigned resp_decode:1;       /* de-chunk for an HTTP/1.0 client */
+    unsigned resp_keep_alive:1;   /* upstream conn reusable */
+    unsigned resp_eof:1;
+    unsigned resp_seen:1;         /* any byte came from upstream */
+    unsigned c_eof:1;             /* tunnel: client finished sending */
+    unsigned u_eof:1;             /* tunnel: upstream finished sending */
+    unsigned closing:1;
+
+    unsigned req_body_kind;
+    int64_t content_length;
+    int64_t body_left;
+    size_t body_scanned;          /* body bytes at in->pos already framed */
+    char *body_start;
+    mg_h1_chunked_t req_ck;
+
+    unsigned resp_body_kind;
+    int64_t resp_left;
+    size_t resp_scanned;
+    mg_h1_chunked_t resp_ck;
+
+    /* Copies for the access log: the head they came from is gone by the
+     * time the line is written. */
+    char client_ip[48];
+    char method[24];
+    char target[PROXY_LOG_FIELD_MAX];
+    char host[256];
+    char request_id[72];
+    size_t method_len, target_len, host_len;
+};
+
+static void client_on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void client_on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void client_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void upstream_on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void upstream_on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void client_send_direct(mg_client_t *c);
+static void proxy_connect(mg_client_t *c);
+static void proxy_send_upstream(mg_client_t *c);
+static void proxy_send_client(mg_client_t *c);
+static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
+static void tunnel_pump(mg_client_t *c);
+
+static const char *
+proxy_reason(unsigned status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection lifecycle                                                */
+
+static void
+client_timer_set(mg_client_t *c, double seconds)
+{
+    ev_timer_stop(c->ctx->loop, &c->timer);
+    if (seconds > 0) {
+        ev_timer_set(&c->timer, seconds, 0.);
+        ev_timer_start(c->ctx->loop, &c->timer);
+    }
+}
+
+static void
+client_detach_upstream(mg_client_t *c, int reuse)
+{
+    mg_uconn_t *u = c->u;
+
+    if (u == NULL) {
+        return;
+    }
+    c->u = NULL;
+    if (c->ep != NULL && c->ctx->active[c->ep->index] > 0) {
+        c->ctx->active[c->ep->index]--;
+    }
+    if (reuse) {
+        mg_upstream_release(u);
+    } else {
+        mg_upstream_close(u);
+    }
+}
+
+static void
+client_close(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+
+    client_detach_upstream(c, 0);
+    ev_io_stop(ctx->loop, &c->rev);
+    ev_io_stop(ctx->loop, &c->wev);
+    ev_timer_stop(ctx->loop, &c->timer);
+    close(c->fd);
+    mg_buf_put(&ctx->bufs, c->in);
+    mg_buf_put(&ctx->bufs, c->out);
+    mg_buf_put(&ctx->bufs, c->uhead);
+    c->in = c->out = c->uhead = NULL;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        ctx->clients = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    ctx->nclients--;
+    if (ctx->nfree_clients < 1024) {
+        c->next = ctx->free_clients;
+        ctx->free_clients = c;
+        ctx->nfree_clients++;
+    } else {
+        free(c);
+    }
+    if (ctx->draining && ctx->nclients == 0 && ctx->on_empty != NULL) {
+        ctx->on_empty(ctx);
+    }
+}
+
+void
+mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
+                const struct sockaddr *peer, socklen_t peerlen)
+{
+    mg_client_t *c = ctx->free_clients;
+    int on = 1;
+
+    if (c != NULL) {
+        ctx->free_clients = c->next;
+        ctx->nfree_clients--;
+    } else {
+        c = malloc(sizeof(*c));
+        if (c == NULL) {
+            mg_log_error(MG_LOG_ERROR, &mg_log, ENOMEM, "accept");
+            close(fd);
+            return;
+        }
+    }
+    /* Zero only the fixed part; the log copies are filled when used. */
+    memset(c, 0, offsetof(mg_client_t, client_ip));
+    c->ctx = ctx;
+    c->fd = fd;
+    c->lc = lc;
+    c->state = CS_HEAD;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    c->client_ip[0] = '\0';
+    if (peer->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr,
+                  c->client_ip, sizeof(c->client_ip));
+    } else if (peer->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr,
+                  c->client_ip, sizeof(c->client_ip));
+    }
+    (void)peerlen;
+    ev_io_init(&c->rev, client_on_read, fd, EV_READ);
+    ev_io_init(&c->wev, client_on_write, fd, EV_WRITE);
+    ev_init(&c->timer, client_on_timer);
+    c->rev.data = c->wev.data = c->timer.data = c;
+
+    c->next = ctx->clients;
+    if (ctx->clients != NULL) {
+        ctx->clients->prev = c;
+    }
+    ctx->clients = c;
+    ctx->nclients++;
+
+    client_timer_set(c, lc->request_header_timeout);
+    /* Most clients send the request with the handshake's last ACK: try
+     * at once instead of waiting a loop iteration for readiness. */
+    ev_io_start(ctx->loop, &c->rev);
+    client_on_read(ctx->loop, &c->rev, EV_READ);
+}
+
+void
+mg_proxy_drain(mg_ctx_t *ctx)
+{
+    ctx->draining = 1;
+    mg_upstream_close_idle(ctx);
+}
+
+void
+mg_proxy_close_all(mg_ctx_t *ctx)
+{
+    while (ctx->clients != NULL) {
+        client_close(ctx->clients);
+    }
+}
+
+void
+mg_proxy_free_cache(mg_ctx_t *ctx)
+{
+    mg_client_t *c;
+
+    while ((c = ctx->free_clients) != NULL) {
+        ctx->free_clients = c->next;
+        free(c);
+    }
+    ctx->nfree_clients = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Logging and request completion                                      */
+
+static void
+client_log_request(mg_client_t *c)
+{
+    mg_access_log_t *al = &c->ctx->access_logs[c->lc->index];
+    mg_access_entry_t e;
+
+    if (al->fd == -1) {
+        return;
+    }
+    e.client = c->client_ip[0] ? c->client_ip : "-";
+    e.listener = c->lc->name;
+    e.method = c->method;
+    e.method_len = c->method_len;
+    e.path = c->target;
+    e.path_len = c->target_len;
+    e.version_minor = c->version_minor;
+    e.status = c->status;
+    e.bytes_sent = c->bytes_sent;
+    e.duration = ev_now(c->ctx->loop) - c->start;
+    e.host = c->host;
+    e.host_len = c->host_len;
+    e.upstream = c->ep != NULL ? c->ep->address : NULL;
+    e.request_id = c->request_id;
+    mg_access_log_write(al, &e);
+}
+
+/* Ends the current request: logs it, then either waits for the next one on
+ * this connection or closes it. */
+static void
+client_finish_request(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+
+    if (c->method_len != 0) {
+        client_log_request(c);
+    }
+    mg_buf_put(&ctx->bufs, c->out);
+    mg_buf_put(&ctx->bufs, c->uhead);
+    c->out = c->uhead = NULL;
+    ev_io_stop(ctx->loop, &c->wev);
+    if (!c->keep_alive || ctx->draining) {
+        client_close(c);
+        return;
+    }
+    /* Reset the per-request part. */
+    c->state = CS_HEAD;
+    c->head_scanned = 0;
+    c->uhead_scanned = 0;
+    c->route = NULL;
+    c->ep = NULL;
+    c->status = 0;
+    c->bytes_sent = 0;
+    c->tried = 0;
+    c->attempts = 0;
+    c->last_err = 0;
+    c->method_len = 0;
+    c->req_body_done = c->req_ck_done = c->replayable = c->no_pool = 0;
+    c->upgrade = c->connect = 0;
+    c->resp_head_done = c->resp_done = c->resp_decode = 0;
+    c->resp_keep_alive = c->resp_eof = c->resp_seen = 0;
+    if (c->in != NULL && mg_buf_pending(c->in) != 0) {
+        /* A pipelined request is already here: handle it on the next loop
+         * pass rather than recursing. */
+        c->pipelined = 1;
+        client_timer_set(c, c->lc->request_header_timeout);
+        ev_io_start(ctx->loop, &c->rev);
+        ev_feed_event(ctx->loop, &c->rev, EV_READ);
+        return;
+    }
+    /* Idle keep-alive connections hold no buffer. */
+    mg_buf_put(&ctx->bufs, c->in);
+    c->in = NULL;
+    client_timer_set(c, c->lc->idle_timeout);
+    ev_io_start(ctx->loop, &c->rev);
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses we make ourselves                                         */
+
+/* Skips the request body when it is already buffered whole, so the
+ * connection can serve the next request; otherwise it must close. */
+static int
+client_discard_body(mg_client_t *c)
+{
+    mg_h1_chunked_t ck;
+    size_t consumed = 0;
+    int rc;
+
+    if (c->req_body_done || c->req_body_kind == MG_H1_BODY_NONE) {
+        return MG_OK;
+    }
+    if (c->in == NULL) {
+        return MG_ERROR;
+    }
+    if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+        if ((int64_t)mg_buf_pending(c->in) >= c->body_left) {
+            c->in->pos += c->body_left;
+            c->body_left = 0;
+            c->req_body_done = 1;
+            return MG_OK;
+        }
+        return MG_ERROR;
+    }
+    memset(&ck, 0, sizeof(ck));
+    rc = mg_h1_chunked_parse(&ck, c->in->pos, mg_buf_pending(c->in),
+                             &consumed, NULL, 0, 0);
+    if (rc == MG_OK) {
+        c->in->pos += consumed;
+        c->req_body_done = 1;
+        return MG_OK;
+    }
+    return MG_ERROR;
+}
+
+/* Answers the current request with |status| and a body, then finishes it.
+ * |extra| is more header lines (each ending in CRLF) or NULL. */
+static void
+client_respond(mg_client_t *c, unsigned status, const char *ctype,
+               const char *body, size_t blen, const char *extra)
+{
+    mg_ctx_t *ctx = c->ctx;
+    size_t need = 512 + blen + (extra ? strlen(extra) : 0);
+    mg_buf_t *b;
+    int n;
+
+    client_detach_upstream(c, 0);
+    mg_buf_put(&ctx->bufs, c->out);
+    c->out = NULL;
+    c->status = status;
+    c->keep_alive = c->req_keep_alive && !ctx->draining && !c->closing
+                    && client_discard_body(c) == MG_OK;
+    b = need <= MG_BUF_SIZE ? mg_buf_get(&ctx->bufs) : mg_buf_get_large(need);
+    if (b == NULL) {
+        client_close(c);
+        return;
+    }
+    n = snprintf(b->last, mg_buf_room(b),
+                 "HTTP/1.1 %u %s\r\n"
+                 "Content-Type: %s\r\n"
+                 "Content-Length: %zu\r\n"
+                 "%s%s\r\n",
+                 status, proxy_reason(status), ctype, blen,
+                 extra ? extra : "",
+                 c->keep_alive ? (c->version_minor == 0
+                                  ? "Connection: keep-alive\r\n" : "")
+                               : "Connection: close\r\n");
+    if (n < 0 || (size_t)n >= mg_buf_room(b)) {
+        mg_buf_put(&ctx->bufs, b);
+        client_close(c);
+        return;
+    }
+    b->last += n;
+    if (c->method_id != MG_H1_METHOD_HEAD && blen > 0) {
+        memcpy(b->last, body, blen);
+        b->last += blen;
+    }
+    c->out = b;
+    c->state = CS_DIRECT;
+    ev_io_stop(ctx->loop, &c->rev);
+    client_send_direct(c);
+}
+
+static void
+client_respond_text(mg_client_t *c, unsigned status, const char *text)
+{
+    client_respond(c, status, "text/plain", text, strlen(text), NULL);
+}
+
+static void
+client_send_direct(mg_client_t *c)
+{
+    ssize_t n;
+
+    while (mg_buf_pending(c->out) > 0) {
+        n = write(c->fd, c->out->pos, mg_buf_pending(c->out));
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                ev_io_start(c->ctx->loop, &c->wev);
+                client_timer_set(c, c->lc->send_timeout);
+                return;
+            }
+            c->keep_alive = 0;
+            client_close(c);
+            return;
+        }
+        c->out->pos += n;
+        c->bytes_sent += (uint64_t)n;
+    }
+    client_finish_request(c);
+}
+
+/* Answers a head the parser refused, then closes: after a framing error
+ * nothing that follows on the connection can be trusted. */
+static void
+client_reject(mg_client_t *c, int err)
+{
+    unsigned status = mg_h1_error_status(err);
+    char body[128];
+
+    mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                 "client sent an invalid request (%u), client: %s, "
+                 "listener: %s", status, c->client_ip, c->lc->name);
+    c->closing = 1;
+    c->req_keep_alive = 0;
+    if (c->method_len == 0) {
+        memcpy(c->method, "-", 2);
+        c->method_len = 1;
+        c->target_len = 0;
+        c->host_len = 0;
+        memcpy(c->request_id, "-", 2);
+    }
+    snprintf(body, sizeof(body), "%s\n", proxy_reason(status));
+    client_respond_text(c, status, body);
+}
+
+/* ------------------------------------------------------------------ */
+/* Admin listener                                                      */
+
+static void
+admin_handle(mg_client_t *c, const mg_h1_request_t *r)
+{
+    mg_ctx_t *ctx = c->ctx;
+    char body[512];
+    int n;
+
+    if (mg_str_eq(r->path, mg_str_lit("/ready"))) {
+        if (ctx->draining) {
+            client_respond_text(c, 503, "draining\n");
+        } else {
+            client_respond_text(c, 200, "ready\n");
+        }
+        return;
+    }
+    if (mg_str_eq(r->path, mg_str_lit("/server_info"))) {
+        n = snprintf(body, sizeof(body),
+                     "{\"version\":\"%s\",\"uptime_seconds\":%.0f,"
+                     "\"generation\":%lu,\"workers\":%u,\"worker_pid\":%d,"
+                     "\"region\":\"%s\",\"state\":\"%s\"}\n",
+                     PACKAGE_VERSION,
+                     ev_now(ctx->loop) - ctx->master_start, ctx->generation,
+                     ctx->snap->gateway.workers, (int)ctx->pid,
+                     ctx->snap->gateway.region,
+                     ctx->draining ? "draining" : "live");
+        client_respond(c, 200, "application/json", body,
+                       n > 0 ? (size_t)n : 0, NULL);
+        return;
+    }
+    client_respond_text(c, 404, "not found\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* Request heads                                                       */
+
+static void
+client_copy_log_fields(mg_client_t *c, const mg_h1_request_t *r)
+{
+    c->method_len = mg_min(r->method.len, sizeof(c->method) - 1);
+    memcpy(c->method, r->method.data, c->method_len);
+    c->target_len = mg_min(r->target.len, sizeof(c->target) - 1);
+    memcpy(c->target, r->target.data, c->target_len);
+    c->host_len = mg_min(r->host.len, sizeof(c->host) - 1);
+    if (c->host_len) {
+        memcpy(c->host, r->host.data, c->host_len);
+    }
+}
+
+static void
+client_set_request_id(mg_client_t *c, const mg_h1_request_t *r)
+{
+    unsigned i;
+
+    for (i = 0; i < r->nheaders; i++) {
+        if (r->headers[i].id == MG_H1_HDR_X_REQUEST_ID
+            && r->headers[i].value.len > 0
+            && r->headers[i].value.len < sizeof(c->request_id)) {
+            memcpy(c->request_id, r->headers[i].value.data,
+                   r->headers[i].value.len);
+            c->request_id[r->headers[i].value.len] = '\0';
+            return;
+        }
+    }
+    snprintf(c->request_id, sizeof(c->request_id), "%s%016llx",
+             c->ctx->request_id_seed,
+             (unsigned long long)++c->ctx->request_seq);
+}
+
+static void
+client_redirect(mg_client_t *c, const mg_h1_request_t *r)
+{
+    const mg_route_t *rt = c->route;
+    char loc[2048], extra[2100];
+    mg_str_t scheme = rt->redirect_scheme.len ? rt->redirect_scheme
+                                               : mg_str_lit("http");
+    mg_str_t host = rt->redirect_host.len ? rt->redirect_host : r->host;
+    mg_str_t path = rt->redirect_path.len ? rt->redirect_path : r->path;
+    int n;
+
+    n = snprintf(loc, sizeof(loc), "%.*s://%.*s%.*s%s%.*s",
+                 (int)scheme.len, scheme.data, (int)host.len, host.data,
+                 (int)path.len, path.data, r->query.len ? "?" : "",
+                 (int)r->query.len, r->query.data);
+    if (n < 0 || (size_t)n >= sizeof(loc)) {
+        client_respond_text(c, 414, "redirect target too long\n");
+        return;
+    }
+    snprintf(extra, sizeof(extra), "Location: %s\r\n", loc);
+    client_respond(c, rt->redirect_status, "text/plain", "", 0, extra);
+}
+
+/* Appends "name: value\r\n" to |b|. MG_OK, or MG_ERROR when it is full. */
+static int
+buf_add_header(mg_buf_t *b, mg_str_t name, const char *v1, size_t l1,
+               const char *v2, size_t l2)
+{
+    size_t need = name.len + 2 + l1 + l2 + 2;
+
+    if (mg_buf_room(b) < need) {
+        return MG_ERROR;
+    }
+    memcpy(b->last, name.data, name.len);
+    b->last += name.len;
+    *b->last++ = ':';
+    *b->last++ = ' ';
+    if (l1) {
+        memcpy(b->last, v1, l1);
+        b->last += l1;
+    }
+    if (l2) {
+        memcpy(b->last, v2, l2);
+        b->last += l2;
+    }
+    *b->last++ = '\r';
+    *b->last++ = '\n';
+    return MG_OK;
+}
+
+static int
+buf_add_raw(mg_buf_t *b, const char *s, size_t len)
+{
+    if (mg_buf_room(b) < len) {
+        return MG_ERROR;
+    }
+    memcpy(b->last, s, len);
+    b->last += len;
+    return MG_OK;
+}
+
+#define buf_add_lit(b, s) buf_add_raw((b), (s), sizeof(s) - 1)
+
+/* Writes the request head for the upstream: origin-form target, end-to-end
+ * headers only, our forwarding headers. */
+static int
+proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
+{
+    mg_ctx_t *ctx = c->ctx;
+    size_t need = r->head_len + 512 + strlen(c->client_ip);
+    mg_buf_t *b;
+    const mg_h1_header_t *h;
+    int have_xff = 0, have_via = 0, have_host = 0, have_rid = 0;
+    unsigned i;
+    char num[32];
+    int n;
+
+    b = need <= MG_BUF_SIZE ? mg_buf_get(&ctx->bufs) : mg_buf_get_large(need);
+    if (b == NULL) {
+        return MG_ERROR;
+    }
+    c->uhead = b;
+    if (buf_add_raw(b, r->method.data, r->method.len) != MG_OK
+        || buf_add_lit(b, " ") != MG_OK) {
+        return MG_ERROR;
+    }
+    if (c->connect) {
+        if (buf_add_raw(b, r->target.data, r->target.len) != MG_OK) {
+            return MG_ERROR;
+        }
+    } else {
+        if (buf_add_raw(b, r->path.data, r->path.len) != MG_OK) {
+            return MG_ERROR;
+        }
+        if (r->query.data != NULL
+            && (r->query.len > 0 || r->path.data + r->path.len < r->target.data
+                                        + r->target.len)) {
+            if (buf_add_lit(b, "?") != MG_OK
+                || buf_add_raw(b, r->query.data, r->query.len) != MG_OK) {
+                return MG_ERROR;
+            }
+        }
+    }
+    if (buf_add_lit(b, " HTTP/1.1\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    for (i = 0; i < r->nheaders; i++) {
+        h = &r->headers[i];
+        if (h->hop_by_hop) {
+            continue;
+        }
+        switch (h->id) {
+        case MG_H1_HDR_EXPECT:
+        case MG_H1_HDR_X_FORWARDED_PROTO:
+        case MG_H1_HDR_CONTENT_LENGTH:
+            continue;
+        case MG_H1_HDR_X_FORWARDED_FOR:
+            /* Several XFF fields join into one list, then ours. */
+            if (have_xff) {
+                b->last -= 2;
+                if (buf_add_lit(b, ", ") != MG_OK
+                    || buf_add_raw(b, h->value.data, h->value.len) != MG_OK
+                    || buf_add_lit(b, "\r\n") != MG_OK) {
+                    return MG_ERROR;
+                }
+                continue;
+            }
+            have_xff = 1;
+            break;
+        case MG_H1_HDR_VIA:
+            have_via = 1;
+            break;
+        case MG_H1_HDR_HOST:
+            have_host = 1;
+            break;
+        case MG_H1_HDR_X_REQUEST_ID:
+            have_rid = 1;
+            break;
+        }
+        if (h->id == MG_H1_HDR_X_FORWARDED_FOR || h->id == MG_H1_HDR_VIA) {
+            /* Appended to below, after all fields of this name. */
+            if (buf_add_header(b, h->name, h->value.data, h->value.len, NULL,
+                               0) != MG_OK) {
+                return MG_ERROR;
+            }
+            continue;
+        }
+        if (buf_add_header(b, h->name, h->value.data, h->value.len, NULL, 0)
+            != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    /* Extend the existing lists in place: find them again is cheap enough
+     * only when present, which is rare at the edge. */
+    if (have_xff || have_via) {
+        mg_buf_t *nb = need + 256 <= MG_BUF_SIZE
+                           ? mg_buf_get(&ctx->bufs)
+                           : mg_buf_get_large(need + 256);
+        char *p = b->start, *eol;
+
+        if (nb == NULL) {
+            return MG_ERROR;
+        }
+        /* Copy line by line, appending to the XFF and Via lines. */
+        while (p < b->last) {
+            eol = memchr(p, '\n', (size_t)(b->last - p));
+            eol = eol ? eol + 1 : b->last;
+            if ((size_t)(eol - p) > 16
+                && strncasecmp(p, "X-Forwarded-For:", 16) == 0) {
+                if (buf_add_raw(nb, p, (size_t)(eol - p) - 2) != MG_OK
+                    || buf_add_lit(nb, ", ") != MG_OK
+                    || buf_add_raw(nb, c->client_ip, strlen(c->client_ip))
+                           != MG_OK
+                    || buf_add_lit(nb, "\r\n") != MG_OK) {
+                    mg_buf_put(&ctx->bufs, nb);
+                    return MG_ERROR;
+                }
+            } else if ((size_t)(eol - p) > 4 && strncasecmp(p, "Via:", 4) == 0) {
+                if (buf_add_raw(nb, p, (size_t)(eol - p) - 2) != MG_OK
+                    || buf_add_lit(nb, ", 1.1 meshgate\r\n") != MG_OK) {
+                    mg_buf_put(&ctx->bufs, nb);
+                    return MG_ERROR;
+                }
+            } else if (buf_add_raw(nb, p, (size_t)(eol - p)) != MG_OK) {
+                mg_buf_put(&ctx->bufs, nb);
+                return MG_ERROR;
+            }
+            p = eol;
+        }
+        mg_buf_put(&ctx->bufs, b);
+        c->uhead = b = nb;
+    }
+    if (!have_host && r->host.len > 0) {
+        if (buf_add_header(b, mg_str_lit("Host"), r->host.data, r->host.len,
+                           NULL, 0) != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    if (!have_xff
+        && buf_add_header(b, mg_str_lit("X-Forwarded-For"), c->client_ip,
+                          strlen(c->client_ip), NULL, 0) != MG_OK) {
+        return MG_ERROR;
+    }
+    if (buf_add_lit(b, "X-Forwarded-Proto: http\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    if (!have_via && buf_add_lit(b, "Via: 1.1 meshgate\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    if (!have_rid
+        && buf_add_header(b, mg_str_lit("X-Request-Id"), c->request_id,
+                          strlen(c->request_id), NULL, 0) != MG_OK) {
+        return MG_ERROR;
+    }
+    if (c->req_body_kind == MG_H1_BODY_CHUNKED) {
+        if (buf_add_lit(b, "Transfer-Encoding: chunked\r\n") != MG_OK) {
+            return MG_ERROR;
+        }
+    } else if (r->content_length >= 0 && !c->connect) {
+        n = snprintf(num, sizeof(num), "%lld", (long long)r->content_length);
+        if (buf_add_header(b, mg_str_lit("Content-Length"), num, (size_t)n,
+                           NULL, 0) != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    if (c->upgrade) {
+        if (buf_add_lit(b, "Connection: upgrade\r\n") != MG_OK
+            || buf_add_header(b, mg_str_lit("Upgrade"),
+                              r->upgrade_protocol.data,
+                              r->upgrade_protocol.len, NULL, 0) != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    return buf_add_lit(b, "\r\n");
+}
+
+static void
+client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
+{
+    const mg_route_t *rt;
+    char msg[160];
+
+    c->start = ev_now(c->ctx->loop);
+    c->method_id = r->method_id;
+    c->version_minor = r->version_minor;
+    c->req_keep_alive = r->keep_alive;
+    c->req_body_kind = r->body_kind;
+    c->content_length = r->content_length;
+    c->body_left = r->body_kind == MG_H1_BODY_LENGTH ? r->content_length : 0;
+    c->req_body_done = r->body_kind == MG_H1_BODY_NONE
+                       || (r->body_kind == MG_H1_BODY_LENGTH
+                           && r->content_length == 0);
+    memset(&c->req_ck, 0, sizeof(c->req_ck));
+    c->body_scanned = 0;
+    client_copy_log_fields(c, r);
+    client_set_request_id(c, r);
+    ev_timer_stop(c->ctx->loop, &c->timer);
+
+    if (c->lc->admin) {
+        admin_handle(c, r);
+        return;
+    }
+    rt = mg_router_match(c->lc->routes, r->host, r->path);
+    if (rt == NULL) {
+        snprintf(msg, sizeof(msg), "no route for host \"%.*s\"\n",
+                 (int)mg_min(r->host.len, 100), r->host.data);
+        client_respond_text(c, 404, msg);
+        return;
+    }
+    c->route = rt;
+    if (r->method_id == MG_H1_METHOD_CONNECT) {
+        if (!rt->allow_connect || rt->action != MG_ROUTE_CLUSTER) {
+            client_respond_text(c, 403,
+                                "CONNECT is not allowed on this route\n");
+            return;
+        }
+        c->connect = 1;
+        c->req_body_done = 1;
+        c->req_keep_alive = 0;
+    }
+    switch (rt->action) {
+    case MG_ROUTE_DIRECT:
+        client_respond(c, rt->status, rt->content_type.data, rt->body.data,
+                       rt->body.len, NULL);
+        return;
+    case MG_ROUTE_REDIRECT:
+        client_redirect(c, r);
+        return;
+    }
+
+    c->upgrade = r->upgrade && rt->allow_upgrade;
+    if (!c->connect && proxy_build_upstream_head(c, r) != MG_OK) {
+        client_respond_text(c, 431, "request head too large to forward\n");
+        return;
+    }
+    if (r->expect_continue && !c->req_body_done
+        && (c->in == NULL || mg_buf_pending(c->in) == 0)) {
+        /* We take the expectation: the body will be streamed anyway. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+        (void)send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    }
+    c->body_start = c->in ? c->in->pos : NULL;
+    c->replayable = 1;
+    c->state = CS_PROXY;
+    if (c->req_body_done) {
+        ev_io_stop(c->ctx->loop, &c->rev);
+    }
+    proxy_connect(c);
+}
+
+static void
+client_read_head(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    const mg_h1_limits_t *lim = &c->lc->limits;
+    mg_h1_request_t *r = ctx->req;
+    size_t max_head = lim->max_header_size ? lim->max_header_size : 32768;
+    size_t max_line = lim->max_request_line ? lim->max_request_line : 8192;
+    long hl;
+    ssize_t n;
+    int rc;
+    mg_buf_t *nb;
+
+    for (;;) {
+        if (c->in == NULL) {
+            c->in = mg_buf_get(&ctx->bufs);
+            if (c->in == NULL) {
+                client_close(c);
+                return;
+            }
+        }
+        if (!c->pipelined || mg_buf_pending(c->in) == 0) {
+            size_t before = mg_buf_pending(c->in);
+
+            if (mg_buf_room(c->in) == 0) {
+                if (c->in->pos != c->in->start) {
+                    mg_buf_compact(c->in);
+                } else if ((size_t)(c->in->end - c->in->start) < max_head + 4) {
+                    nb = mg_buf_get_large(max_head + 4);
+                    if (nb == NULL) {
+                        client_close(c);
+                        return;
+                    }
+                    memcpy(nb->last, c->in->pos, mg_buf_pending(c->in));
+                    nb->last += mg_buf_pending(c->in);
+                    mg_buf_put(&ctx->bufs, c->in);
+                    c->in = nb;
+                }
+            }
+            if (mg_buf_room(c->in) == 0) {
+                rc = mg_h1_parse_request(r, c->in->pos, mg_buf_pending(c->in),
+                                         lim);
+                client_reject(c, rc < 0 && rc != MG_AGAIN
+                                     ? rc : MG_H1_ERR_HEADERS_TOO_LARGE);
+                return;
+            }
+            n = read(c->fd, c->in->last, mg_buf_room(c->in));
+            if (n == 0) {
+                client_close(c);
+                return;
+            }
+            if (n == -1) {
+                if (errno == EAGAIN || errno == EINTR) {
+                    if (mg_buf_pending(c->in) == 0 && c->in->pos == c->in->start
+                        && c->method_len == 0) {
+                        /* Nothing buffered: give the block back. */
+                        mg_buf_put(&ctx->bufs, c->in);
+                        c->in = NULL;
+                    }
+                    return;
+                }
+                client_close(c);
+                return;
+            }
+            c->in->last += n;
+            if (before == 0) {
+                /* A new request starts: the idle timer gives way. */
+                client_timer_set(c, c->lc->request_header_timeout);
+            }
+        }
+        c->pipelined = 0;
+
+        hl = mg_h1_find_head_end(c->in->pos, mg_buf_pending(c->in),
+                                 &c->head_scanned);
+        if (hl == MG_AGAIN) {
+            size_t pending = mg_buf_pending(c->in);
+
+            if (pending > max_line
+                && memchr(c->in->pos, '\n', max_line + 2) == NULL) {
+                client_reject(c, MG_H1_ERR_URI_TOO_LONG);
+                return;
+            }
+            if (pending > max_head) {
+                rc = mg_h1_parse_request(r, c->in->pos, pending, lim);
+                client_reject(c, rc < 0 && rc != MG_AGAIN
+                                     ? rc : MG_H1_ERR_HEADERS_TOO_LARGE);
+                return;
+            }
+            continue;
+        }
+        rc = mg_h1_parse_request(r, c->in->pos, (size_t)hl, lim);
+        if (rc < 0) {
+            client_reject(c, rc == MG_AGAIN ? MG_H1_ERR_BAD_REQUEST : rc);
+            return;
+        }
+        c->head_scanned = 0;
+        c->in->pos += rc;
+        client_handle_request(c, r);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Upstream connection and request forwarding                          */
+
+static void
+proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
+{
+    mg_ctx_t *ctx = c->ctx;
+    double timeout;
+
+    c->u = u;
+    c->ep = ep;
+    u->owner = c;
+    ctx->active[ep->index]++;
+    ev_set_cb(&u->rev, upstream_on_read);
+    ev_set_cb(&u->wev, upstream_on_write);
+    ev_set_cb(&u->timer, upstream_on_timer);
+    u->rev.data = u->wev.data = u->timer.data = u;
+    if (u->in != NULL) {
+        u->in->pos = u->in->last = u->in->start;
+    }
+    c->uhead_scanned = 0;
+    if (u->connecting) {
+        ev_io_start(ctx->loop, &u->wev);
+        ev_timer_set(&u->timer, ep->cluster->connect_timeout, 0.);
+        ev_timer_start(ctx->loop, &u->timer);
+        return;
+    }
+    timeout = c->route->timeout > 0 ? c->route->timeout
+                                    : ep->cluster->response_timeout;
+    /* Started once the request is sent; it bounds each silence of the
+     * upstream, not the whole response. */
+    ev_timer_set(&u->timer, timeout, timeout);
+    if (c->connect) {
+        static const char est[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+
+        c->status = 200;
+        c->out = mg_buf_get(&ctx->bufs);
+        if (c->out == NULL) {
+            client_close(c);
+            return;
+        }
+        memcpy(c->out->last, est, sizeof(est) - 1);
+        c->out->last += sizeof(est) - 1;
+        c->state = CS_TUNNEL;
+        tunnel_pump(c);
+        return;
+    }
+    ev_io_start(ctx->loop, &u->rev);
+    proxy_send_upstream(c);
+}
+
+static void
+proxy_connect(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    const mg_cluster_conf_t *cl = c->route->cluster;
+    const mg_endpoint_conf_t *ep;
+    mg_uconn_t *u;
+    unsigned pos;
+    int err = 0;
+    char msg[160];
+
+    while (c->attempts < PROXY_MAX_ATTEMPTS) {
+        ep = mg_lb_pick(&ctx->lb[cl->index], cl, ctx->active, c->tried);
+        if (ep == NULL) {
+            break;
+        }
+        c->attempts++;
+        u = c->no_pool || c->connect || c->upgrade ? NULL
+                                                    : mg_upstream_take(ctx, ep);
+        if (u == NULL) {
+            u = mg_upstream_connect(ctx, ep, &err);
+        }
+        if (u == NULL) {
+            pos = (unsigned)(ep - cl->priorities[0].endpoints);
+            if (pos < 64) {
+                c->tried |= (uint64_t)1 << pos;
+            }
+            c->last_err = err;
+            mg_log_error(MG_LOG_WARN, &mg_log, err,
+                         "connect() to %s failed, cluster: %s, client: %s",
+                         ep->address, cl->name, c->client_ip);
+            continue;
+        }
+        proxy_attach(c, u, ep);
+        return;
+    }
+    c->ep = NULL;
+    if (c->last_err == ETIMEDOUT) {
+        snprintf(msg, sizeof(msg), "upstream connect timeout (cluster %s)\n",
+                 cl->name);
+        proxy_fail(c, 504, msg);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "upstream connect error: %s (cluster %s)\n",
+             c->last_err ? strerror(c->last_err) : "no endpoint available",
+             cl->name);
+    proxy_fail(c, 503, msg);
+}
+
+/* A connection attempt failed before anything was sent: try the next
+ * endpoint. */
+static void
+proxy_connect_failed(mg_client_t *c, int err)
+{
+    const mg_cluster_conf_t *cl = c->route->cluster;
+    unsigned pos = (unsigned)(c->ep - cl->priorities[0].endpoints);
+
+    mg_log_error(MG_LOG_WARN, &mg_log, err,
+                 "connect() to %s failed, cluster: %s, client: %s",
+                 c->ep->address, cl->name, c->client_ip);
+    if (pos < 64) {
+        c->tried |= (uint64_t)1 << pos;
+    }
+    c->last_err = err;
+    client_detach_upstream(c, 0);
+    proxy_connect(c);
+}
+
+/* The upstream went away before answering. A request on a reused pooled
+ * connection that it may not have seen is sent again on a fresh one. */
+static void
+proxy_upstream_lost(mg_client_t *c, int err, const char *what)
+{
+    char msg[160];
+    int safe_method = c->method_id == MG_H1_METHOD_GET
+                      || c->method_id == MG_H1_METHOD_HEAD
+                      || c->method_id == MG_H1_METHOD_OPTIONS
+                      || c->method_id == MG_H1_METHOD_PUT
+                      || c->method_id == MG_H1_METHOD_DELETE
+                      || c->method_id == MG_H1_METHOD_TRACE;
+
+    if (c->u != NULL && c->u->reused && !c->resp_seen && c->replayable
+        && safe_method && c->uhead != NULL && c->attempts < 8) {
+        client_detach_upstream(c, 0);
+        c->uhead->pos = c->uhead->start;
+        if (c->body_start != NULL) {
+            c->in->pos = c->body_start;
+        }
+        c->body_left = c->req_body_kind == MG_H1_BODY_LENGTH
+                           ? c->content_length : 0;
+        c->req_body_done = c->req_body_kind == MG_H1_BODY_NONE
+                           || (c->req_body_kind == MG_H1_BODY_LENGTH
+                               && c->content_length == 0);
+        memset(&c->req_ck, 0, sizeof(c->req_ck));
+        c->req_ck_done = 0;
+        c->body_scanned = 0;
+        c->no_pool = 1;
+        c->tried = 0;
+        proxy_connect(c);
+        return;
+    }
+    mg_log_error(MG_LOG_ERROR, &mg_log, err,
+                 "upstream %s %s, cluster: %s, client: %s, request: \"%.*s "
+                 "%.*s\"", c->ep ? c->ep->address : "-", what,
+                 c->route->cluster->name, c->client_ip, (int)c->method_len,
+                 c->method, (int)c->target_len, c->target);
+    snprintf(msg, sizeof(msg), "upstream %s (cluster %s)\n", what,
+             c->route->cluster->name);
+    proxy_fail(c, 502, msg);
+}
+
+/* Fails the request: an error response when none has started yet, else
+ * the client connection just closes (its response is cut short). */
+static void
+proxy_fail(mg_client_t *c, unsigned status, const char *reason)
+{
+    client_detach_upstream(c, 0);
+    if (c->resp_head_done || c->state == CS_TUNNEL) {
+        c->status = c->status ? c->status : status;
+        c->keep_alive = 0;
+        if (c->method_len != 0) {
+            client_log_request(c);
+            c->method_len = 0;
+        }
+        client_close(c);
+        return;
+    }
+    if (!c->req_body_done) {
+        c->closing = 1;
+    }
+    client_respond_text(c, status, reason);
+}
+
+/* How many bytes at in->pos belong to the request body. */
+static size_t
+proxy_req_body_avail(mg_client_t *c, int *err)
+{
+    size_t pending, consumed = 0;
+    int rc;
+
+    *err = 0;
+    if (c->req_body_done || c->in == NULL) {
+        return 0;
+    }
+    pending = mg_buf_pending(c->in);
+    if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+        return (size_t)mg_min((int64_t)pending, c->body_left);
+    }
+    if (!c->req_ck_done && c->body_scanned < pending) {
+        rc = mg_h1_chunked_parse(&c->req_ck, c->in->pos + c->body_scanned,
+                                 pending - c->body_scanned, &consumed, NULL, 0,
+                                 c->lc->limits.max_body_size);
+        c->body_scanned += consumed;
+        if (rc == MG_OK) {
+            c->req_ck_done = 1;
+        } else if (rc != MG_AGAIN) {
+            *err = rc;
+        }
+    }
+    return c->body_scanned;
+}
+
+static void
+proxy_send_upstream(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    struct iovec iov[2];
+    size_t head = c->uhead ? mg_buf_pending(c->uhead) : 0, body;
+    ssize_t n;
+    int iovcnt, err;
+
+    for (;;) {
+        body = proxy_req_body_avail(c, &err);
+        if (err != 0) {
+            c->req_keep_alive = 0;
+            c->closing = 1;
+            if (c->resp_head_done) {
+                proxy_fail(c, 400, "");
+                return;
+            }
+            client_detach_upstream(c, 0);
+            c->req_body_done = 1;
+            client_reject(c, err);
+            return;
+        }
+        iovcnt = 0;
+        if (head > 0) {
+            iov[iovcnt].iov_base = c->uhead->pos;
+            iov[iovcnt++].iov_len = head;
+        }
+        if (body > 0) {
+            iov[iovcnt].iov_base = c->in->pos;
+            iov[iovcnt++].iov_len = body;
+        }
+        if (iovcnt == 0) {
+            break;
+        }
+        n = writev(u->fd, iov, iovcnt);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                ev_io_start(ctx->loop, &u->wev);
+                ev_io_stop(ctx->loop, &c->rev);
+                return;
+            }
+            proxy_upstream_lost(c, errno, "reset the connection");
+            return;
+        }
+        if ((size_t)n <= head) {
+            c->uhead->pos += n;
+            head -= (size_t)n;
+            continue;
+        }
+        if (head > 0) {
+            c->uhead->pos += head;
+            n -= (ssize_t)head;
+            head = 0;
+        }
+        c->in->pos += n;
+        if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+            c->body_left -= n;
+            if (c->body_left == 0) {
+                c->req_body_done = 1;
+            }
+        } else {
+            c->body_scanned -= (size_t)n;
+            if (c->req_ck_done && c->body_scanned == 0) {
+                c->req_body_done = 1;
+            }
+        }
+    }
+    ev_io_stop(ctx->loop, &u->wev);
+    if (c->req_body_done) {
+        /* Whatever follows is the next request: not read until this
+         * response is done. */
+        ev_io_stop(ctx->loop, &c->rev);
+        if (!c->resp_head_done) {
+            ev_timer_stop(ctx->loop, &c->timer);
+        }
+        if (!ev_is_active(&u->timer)) {
+            ev_timer_again(ctx->loop, &u->timer);
+        }
+        return;
+    }
+    /* More body to come from the client. */
+    if (c->in != NULL && mg_buf_pending(c->in) == 0) {
+        if (c->in->pos != c->body_start) {
+            c->replayable = 0;
+        }
+        c->in->pos = c->in->last = c->in->start;
+        c->body_start = NULL;
+    }
+    ev_io_start(ctx->loop, &c->rev);
+    client_timer_set(c, c->lc->request_header_timeout > c->lc->idle_timeout
+                            ? c->lc->request_header_timeout
+                            : c->lc->idle_timeout);
+}
+
+static void
+proxy_read_body_from_client(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    ssize_t n;
+
+    if (c->in == NULL) {
+        c->in = mg_buf_get(&ctx->bufs);
+        if (c->in == NULL) {
+            proxy_fail(c, 500, "out of memory\n");
+            return;
+        }
+        c->body_start = NULL;
+        c->replayable = 0;
+    }
+    if (mg_buf_room(c->in) == 0) {
+        if (c->in->pos == c->in->start) {
+            /* Full: wait for the upstream to take some. */
+            ev_io_stop(ctx->loop, &c->rev);
+            return;
+        }
+        c->replayable = 0;
+        mg_buf_compact(c->in);
+        c->body_start = NULL;
+    }
+    n = read(c->fd, c->in->last, mg_buf_room(c->in));
+    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+        /* The client gave up in the middle of its body. */
+        c->keep_alive = 0;
+        c->status = c->status ? c->status : 400;
+        if (c->method_len != 0) {
+            client_log_request(c);
+            c->method_len = 0;
+        }
+        client_close(c);
+        return;
+    }
+    if (n == -1) {
+        return;
+    }
+    c->in->last += n;
+    proxy_send_upstream(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses from the upstream                                         */
+
+static int
+proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
+{
+    mg_ctx_t *ctx = c->ctx;
+    size_t need = resp->head_len + 256;
+    mg_buf_t *b;
+    const mg_h1_header_t *h;
+    unsigned i;
+    int n;
+
+    b = need <= MG_BUF_SIZE ? mg_buf_get(&ctx->bufs) : mg_buf_get_large(need);
+    if (b == NULL) {
+        return MG_ERROR;
+    }
+    c->out = b;
+    n = snprintf(b->last, mg_buf_room(b), "HTTP/1.1 %u %.*s\r\n",
+                 resp->status, (int)mg_min(resp->reason.len, 200),
+                 resp->reason.data);
+    b->last += n;
+    for (i = 0; i < resp->nheaders; i++) {
+        h = &resp->headers[i];
+        if (h->hop_by_hop) {
+            continue;
+        }
+        if (h->id == MG_H1_HDR_CONTENT_LENGTH
+            && c->resp_body_kind != MG_H1_BODY_LENGTH
+            && resp->status != 304 && c->method_id != MG_H1_METHOD_HEAD) {
+            continue;
+        }
+        if (buf_add_header(b, h->name, h->value.data, h->value.len, NULL, 0)
+            != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    if (c->resp_body_kind == MG_H1_BODY_CHUNKED && !c->resp_decode
+        && buf_add_lit(b, "Transfer-Encoding: chunked\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    if (resp->status == 101) {
+        if (buf_add_lit(b, "Connection: upgrade\r\n") != MG_OK) {
+            return MG_ERROR;
+        }
+        for (i = 0; i < resp->nheaders; i++) {
+            if (resp->headers[i].id == MG_H1_HDR_UPGRADE
+                && buf_add_header(b, resp->headers[i].name,
+                                  resp->headers[i].value.data,
+                                  resp->headers[i].value.len, NULL, 0)
+                       != MG_OK) {
+                return MG_ERROR;
+            }
+        }
+    } else if (!c->keep_alive) {
+        if (buf_add_lit(b, "Connection: close\r\n") != MG_OK) {
+            return MG_ERROR;
+        }
+    } else if (c->version_minor == 0) {
+        if (buf_add_lit(b, "Connection: keep-alive\r\n") != MG_OK) {
+            return MG_ERROR;
+        }
+    }
+    return buf_add_lit(b, "\r\n");
+}
+
+static void
+proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
+{
+    mg_ctx_t *ctx = c->ctx;
+
+    c->status = resp->status;
+    c->resp_head_done = 1;
+    c->resp_body_kind = resp->body_kind;
+    c->resp_left = resp->body_kind == MG_H1_BODY_LENGTH ? resp->content_length
+                                                        : 0;
+    memset(&c->resp_ck, 0, sizeof(c->resp_ck));
+    c->resp_scanned = 0;
+    c->resp_keep_alive = resp->keep_alive;
+    c->resp_decode = resp->body_kind == MG_H1_BODY_CHUNKED
+                     && c->version_minor == 0;
+    c->keep_alive = c->req_keep_alive && !ctx->draining && c->req_body_done
+                    && resp->body_kind != MG_H1_BODY_CLOSE && !c->resp_decode
+                    && resp->status != 101;
+    if (resp->body_kind == MG_H1_BODY_NONE
+        || (resp->body_kind == MG_H1_BODY_LENGTH && resp->content_length == 0)) {
+        c->resp_done = 1;
+    }
+    /* The request can no longer be replayed: its head is not needed. */
+    mg_buf_put(&ctx->bufs, c->uhead);
+    c->uhead = NULL;
+    if (proxy_build_client_head(c, resp) != MG_OK) {
+        mg_buf_put(&ctx->bufs, c->out);
+        c->out = NULL;
+        c->resp_head_done = 0;
+        proxy_fail(c, 502, "upstream response head too large\n");
+    }
+}
+
+/* How many bytes at u->in->pos belong to the response body and may go to
+ * the client now. */
+static size_t
+proxy_resp_body_avail(mg_client_t *c, int *err)
+{
+    mg_buf_t *in = c->u ? c->u->in : NULL;
+    size_t pending, consumed = 0, out_len = 0;
+    int rc;
+
+    *err = 0;
+    if (in == NULL) {
+        return 0;
+    }
+    pending = mg_buf_pending(in);
+    switch (c->resp_body_kind) {
+    case MG_H1_BODY_LENGTH:
+        return (size_t)mg_min((int64_t)pending, c->resp_left);
+    case MG_H1_BODY_CLOSE:
+        return pending;
+    case MG_H1_BODY_CHUNKED:
+        if (!c->resp_done && c->resp_scanned < pending) {
+            char *p = in->pos + c->resp_scanned;
+            size_t len = pending - c->resp_scanned;
+
+            rc = mg_h1_chunked_parse(&c->resp_ck, p, len, &consumed,
+                                     &out_len, c->resp_decode, 0);
+            if (rc != MG_OK && rc != MG_AGAIN) {
+                *err = rc;
+                return 0;
+            }
+            if (c->resp_decode) {
+                /* Decoded data sits at the front of the scanned range;
+                 * drop the framing bytes behind it. */
+                memmove(p + out_len, p + consumed, len - consumed);
+                in->last -= consumed - out_len;
+                c->resp_scanned += out_len;
+            } else {
+                c->resp_scanned += consumed;
+            }
+            if (rc == MG_OK) {
+                c->resp_done = 1;
+            }
+        }
+        return c->resp_scanned;
+    default:
+        return 0;
+    }
+}
+
+static void
+proxy_finish(mg_client_t *c)
+{
+    int reuse = c->resp_keep_alive && c->req_body_done
+                && c->resp_body_kind != MG_H1_BODY_CLOSE && c->u != NULL
+                && c->u->in != NULL && mg_buf_pending(c->u->in) == 0;
+
+    client_detach_upstream(c, reuse);
+    client_finish_request(c);
+}
+
+static void
+proxy_send_client(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    struct iovec iov[2];
+    size_t head, body;
+    ssize_t n;
+    int iovcnt, err;
+
+    for (;;) {
+        head = c->out ? mg_buf_pending(c->out) : 0;
+        body = c->method_id == MG_H1_METHOD_HEAD ? 0
+                                                 : proxy_resp_body_avail(c, &err);
+        if (c->method_id != MG_H1_METHOD_HEAD && err != 0) {
+            proxy_upstream_lost(c, 0, "sent an invalid chunked body");
+            return;
+        }
+        iovcnt = 0;
+        if (head > 0) {
+            iov[iovcnt].iov_base = c->out->pos;
+            iov[iovcnt++].iov_len = head;
+        }
+        if (body > 0) {
+            iov[iovcnt].iov_base = c->u->in->pos;
+            iov[iovcnt++].iov_len = body;
+        }
+        if (iovcnt == 0) {
+            break;
+        }
+        n = writev(c->fd, iov, iovcnt);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                /* Back-pressure: read no more from the upstream until the
+                 * client takes what we have. */
+                ev_io_start(ctx->loop, &c->wev);
+                if (c->u != NULL) {
+                    ev_io_stop(ctx->loop, &c->u->rev);
+                    ev_timer_stop(ctx->loop, &c->u->timer);
+                }
+                client_timer_set(c, c->lc->send_timeout);
+                return;
+            }
+            c->keep_alive = 0;
+            if (c->method_len != 0) {
+                client_log_request(c);
+                c->method_len = 0;
+            }
+            client_close(c);
+            return;
+        }
+        c->bytes_sent += (uint64_t)n;
+        if ((size_t)n < head) {
+            c->out->pos += n;
+            continue;
+        }
+        if (head > 0) {
+            mg_buf_put(&ctx->bufs, c->out);
+            c->out = NULL;
+            n -= (ssize_t)head;
+        }
+        if (n > 0) {
+            c->u->in->pos += n;
+            if (c->resp_body_kind == MG_H1_BODY_LENGTH) {
+                c->resp_left -= n;
+                if (c->resp_left == 0) {
+                    c->resp_done = 1;
+                }
+            } else if (c->resp_body_kind == MG_H1_BODY_CHUNKED) {
+                c->resp_scanned -= (size_t)n;
+            }
+        }
+    }
+    ev_io_stop(ctx->loop, &c->wev);
+    ev_timer_stop(ctx->loop, &c->timer);
+    if (c->resp_body_kind == MG_H1_BODY_CLOSE && c->resp_eof) {
+        c->resp_done = 1;
+    }
+    if (c->resp_done && (c->resp_body_kind != MG_H1_BODY_CHUNKED
+                         || c->resp_scanned == 0)) {
+        proxy_finish(c);
+        return;
+    }
+    if (c->u != NULL) {
+        if (c->u->in != NULL && mg_buf_pending(c->u->in) == 0) {
+            c->u->in->pos = c->u->in->last = c->u->in->start;
+        }
+        ev_io_start(ctx->loop, &c->u->rev);
+        if (c->req_body_done) {
+            ev_timer_again(ctx->loop, &c->u->timer);
+        }
+    }
+}
+
+static void
+proxy_on_upstream_read(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    mg_h1_response_t *resp = ctx->resp;
+    mg_buf_t *nb;
+    ssize_t n;
+    long hl;
+    int rc;
+
+    if (u->in == NULL) {
+        u->in = mg_buf_get(&ctx->bufs);
+        if (u->in == NULL) {
+            proxy_fail(c, 502, "out of memory\n");
+            return;
+        }
+    }
+    if (c->resp_head_done) {
+        /* Body: only read when the client took everything pending. */
+        if (c->out != NULL || mg_buf_pending(u->in) != 0) {
+            ev_io_stop(ctx->loop, &u->rev);
+            return;
+        }
+        u->in->pos = u->in->last = u->in->start;
+    } else if (mg_buf_room(u->in) == 0) {
+        if (u->in->pos != u->in->start) {
+            mg_buf_compact(u->in);
+        } else if ((size_t)(u->in->end - u->in->start) < PROXY_RESP_HEAD_MAX) {
+            nb = mg_buf_get_large(PROXY_RESP_HEAD_MAX);
+            if (nb == NULL) {
+                proxy_fail(c, 502, "out of memory\n");
+                return;
+            }
+            memcpy(nb->last, u->in->pos, mg_buf_pending(u->in));
+            nb->last += mg_buf_pending(u->in);
+            mg_buf_put(&ctx->bufs, u->in);
+            u->in = nb;
+        } else {
+            proxy_upstream_lost(c, 0, "sent a response head too large");
+            return;
+        }
+    }
+    n = read(u->fd, u->in->last, mg_buf_room(u->in));
+    if (n == -1) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return;
+        }
+        if (!c->resp_head_done) {
+            proxy_upstream_lost(c, errno, "reset the connection");
+        } else {
+            proxy_fail(c, 502, "");
+        }
+        return;
+    }
+    if (n == 0) {
+        if (!c->resp_head_done) {
+            proxy_upstream_lost(c, 0, "closed the connection prematurely");
+            return;
+        }
+        if (c->resp_body_kind == MG_H1_BODY_CLOSE) {
+            c->resp_eof = 1;
+            c->resp_keep_alive = 0;
+            ev_io_stop(ctx->loop, &u->rev);
+            proxy_send_client(c);
+            return;
+        }
+        mg_log_error(MG_LOG_ERROR, &mg_log, 0,
+                     "upstream %s closed the connection in the middle of a "
+                     "response body, client: %s", u->ep->address,
+                     c->client_ip);
+        proxy_fail(c, 502, "");
+        return;
+    }
+    u->in->last += n;
+    c->resp_seen = 1;
+    /* Reset the response timer: it bounds silence, not the whole body. */
+    ev_timer_again(ctx->loop, &u->timer);
+
+    while (!c->resp_head_done) {
+        hl = mg_h1_find_head_end(u->in->pos, mg_buf_pending(u->in),
+                                 &c->uhead_scanned);
+        if (hl == MG_AGAIN) {
+            return;
+        }
+        rc = mg_h1_parse_response(resp, u->in->pos, (size_t)hl, c->method_id,
+                                  PROXY_RESP_HEAD_MAX);
+        if (rc < 0) {
+            c->resp_seen = 1;
+            c->u->reused = 0;
+            proxy_upstream_lost(c, 0, "sent an invalid response");
+            return;
+        }
+        u->in->pos += rc;
+        c->uhead_scanned = 0;
+        if (resp->status < 200 && resp->status != 101) {
+            continue;   /* 100 Continue and other interim answers */
+        }
+        if (resp->status == 101 && !c->upgrade) {
+            proxy_upstream_lost(c, 0, "switched protocols unasked");
+            return;
+        }
+        proxy_on_response_head(c, resp);
+        if (c->resp_head_done && resp->status == 101) {
+            c->state = CS_TUNNEL;
+            ev_timer_stop(ctx->loop, &u->timer);
+            tunnel_pump(c);
+            return;
+        }
+    }
+    if (c->resp_head_done) {
+        proxy_send_client(c);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Tunnels: Upgrade after 101, and CONNECT                             */
+
+static void
+tunnel_close(mg_client_t *c)
+{
+    c->keep_alive = 0;
+    if (c->method_len != 0) {
+        client_log_request(c);
+        c->method_len = 0;
+    }
+    client_close(c);
+}
+
+/* Moves bytes both ways until each side has finished sending and all is
+ * flushed. Every event of either connection lands here. */
+static void
+tunnel_pump(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    int progress;
+    ssize_t n;
+
+    if (u->in == NULL) {
+        u->in = mg_buf_get(&ctx->bufs);
+    }
+    if (c->in == NULL) {
+        c->in = mg_buf_get(&ctx->bufs);
+    }
+    if (u->in == NULL || c->in == NULL) {
+        tunnel_close(c);
+        return;
+    }
+    do {
+        progress = 0;
+        /* Upstream -> client: our 101/200 head first. */
+        if (c->out != NULL && mg_buf_pending(c->out) > 0) {
+            n = write(c->fd, c->out->pos, mg_buf_pending(c->out));
+            if (n > 0) {
+                c->out->pos += n;
+                c->bytes_sent += (uint64_t)n;
+                progress = 1;
+            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+                tunnel_close(c);
+                return;
+            }
+        }
+        if ((c->out == NULL || mg_buf_pending(c->out) == 0)
+            && mg_buf_pending(u->in) > 0) {
+            n = write(c->fd, u->in->pos, mg_buf_pending(u->in));
+            if (n > 0) {
+                u->in->pos += n;
+                c->bytes_sent += (uint64_t)n;
+                progress = 1;
+            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+                tunnel_close(c);
+                return;
+            }
+        }
+        if (mg_buf_pending(u->in) == 0) {
+            u->in->pos = u->in->last = u->in->start;
+        }
+        if (!c->u_eof && mg_buf_room(u->in) > 0) {
+            n = read(u->fd, u->in->last, mg_buf_room(u->in));
+            if (n > 0) {
+                u->in->last += n;
+                progress = 1;
+            } else if (n == 0) {
+                c->u_eof = 1;
+                progress = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                tunnel_close(c);
+                return;
+            }
+        }
+        /* Client -> upstream. */
+        if (mg_buf_pending(c->in) > 0) {
+            n = write(u->fd, c->in->pos, mg_buf_pending(c->in));
+            if (n > 0) {
+                c->in->pos += n;
+                progress = 1;
+            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+                tunnel_close(c);
+                return;
+            }
+        }
+        if (mg_buf_pending(c->in) == 0) {
+            c->in->pos = c->in->last = c->in->start;
+        }
+        if (!c->c_eof && mg_buf_room(c->in) > 0) {
+            n = read(c->fd, c->in->last, mg_buf_room(c->in));
+            if (n > 0) {
+                c->in->last += n;
+                progress = 1;
+            } else if (n == 0) {
+                c->c_eof = 1;
+                progress = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                tunnel_close(c);
+                return;
+            }
+        }
+    } while (progress);
+
+    /* Half-close each way once its side is done and flushed. */
+    if (c->c_eof && mg_buf_pending(c->in) == 0) {
+        (void)shutdown(u->fd, SHUT_WR);
+    }
+    if (c->u_eof && mg_buf_pending(u->in) == 0
+        && (c->out == NULL || mg_buf_pending(c->out) == 0)) {
+        (void)shutdown(c->fd, SHUT_WR);
+    }
+    if (c->c_eof && c->u_eof && mg_buf_pending(c->in) == 0
+        && mg_buf_pending(u->in) == 0) {
+        tunnel_close(c);
+        return;
+    }
+    /* Watch exactly what can make progress. */
+    if (!c->c_eof && mg_buf_room(c->in) > 0) {
+        ev_io_start(ctx->loop, &c->rev);
+    } else {
+        ev_io_stop(ctx->loop, &c->rev);
+    }
+    if (mg_buf_pending(u->in) > 0
+        || (c->out != NULL && mg_buf_pending(c->out) > 0)) {
+        ev_io_start(ctx->loop, &c->wev);
+    } else {
+        ev_io_stop(ctx->loop, &c->wev);
+    }
+    if (!c->u_eof && mg_buf_room(u->in) > 0) {
+        ev_io_start(ctx->loop, &u->rev);
+    } else {
+        ev_io_stop(ctx->loop, &u->rev);
+    }
+    if (mg_buf_pending(c->in) > 0) {
+        ev_io_start(ctx->loop, &u->wev);
+    } else {
+        ev_io_stop(ctx->loop, &u->wev);
+    }
+    client_timer_set(c, c->lc->idle_timeout);
+}
+
+/* ------------------------------------------------------------------ */
+/* Event callbacks                                                     */
+
+static void
+client_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_client_t *c = w->data;
+
+    switch (c->state) {
+    case CS_HEAD:
+        client_read_head(c);
+        break;
+    case CS_PROXY:
+        if (!c->req_body_done && c->u != NULL && !c->u->connecting) {
+            proxy_read_body_from_client(c);
+        } else {
+            ev_io_stop(loop, w);
+        }
+        break;
+    case CS_TUNNEL:
+        tunnel_pump(c);
+        break;
+    default:
+        ev_io_stop(loop, w);
+        break;
+    }
+}
+
+static void
+client_on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_client_t *c = w->data;
+
+    switch (c->state) {
+    case CS_DIRECT:
+        ev_io_stop(loop, w);
+        client_send_direct(c);
+        break;
+    case CS_PROXY:
+        proxy_send_client(c);
+        break;
+    case CS_TUNNEL:
+        tunnel_pump(c);
+        break;
+    default:
+        ev_io_stop(loop, w);
+        break;
+    }
+}
+
+static void
+client_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_client_t *c = w->data;
+
+    if (c->state == CS_HEAD && c->in != NULL && mg_buf_pending(c->in) > 0) {
+        mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                     "client timed out sending its request head, client: %s, "
+                     "listener: %s", c->client_ip, c->lc->name);
+        c->closing = 1;
+        c->req_keep_alive = 0;
+        memcpy(c->method, "-", 2);
+        c->method_len = 1;
+        c->target_len = c->host_len = 0;
+        memcpy(c->request_id, "-", 2);
+        client_respond_text(c, 408, "request timeout\n");
+        return;
+    }
+    /* Idle keep-alive, a stalled reader or a silent tunnel. */
+    c->keep_alive = 0;
+    if (c->method_len != 0) {
+        c->status = c->status ? c->status : 408;
+        client_log_request(c);
+        c->method_len = 0;
+    }
+    client_close(c);
+}
+
+static void
+upstream_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_uconn_t *u = w->data;
+    mg_client_t *c = u->owner;
+
+    if (c->state == CS_TUNNEL) {
+        tunnel_pump(c);
+        return;
+    }
+    proxy_on_upstream_read(c);
+}
+
+static void
+upstream_on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_uconn_t *u = w->data;
+    mg_client_t *c = u->owner;
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (u->connecting) {
+        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+            err = errno;
+        }
+        if (err != 0) {
+            proxy_connect_failed(c, err);
+            return;
+        }
+        u->connecting = 0;
+        ev_io_stop(loop, &u->wev);
+        ev_timer_stop(loop, &u->timer);
+        c->ctx->active[c->ep->index]--;
+        proxy_attach(c, u, c->ep);
+        return;
+    }
+    if (c->state == CS_TUNNEL) {
+        tunnel_pump(c);
+        return;
+    }
+    proxy_send_upstream(c);
+}
+
+static void
+upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_uconn_t *u = w->data;
+    mg_client_t *c = u->owner;
+    char msg[160];
+
+    if (u->connecting) {
+        proxy_connect_failed(c, ETIMEDOUT);
+        return;
+    }
+    mg_log_error(MG_LOG_ERROR, &mg_log, 0,
+                 "upstream %s timed out, cluster: %s, client: %s",
+                 u->ep->address, u->ep->cluster->name, c->client_ip);
+    snprintf(msg, sizeof(msg), "upstream response timeout (cluster %s)\n",
+             u->ep->cluster->name);
+    proxy_fail(c, 504, msg);
+}

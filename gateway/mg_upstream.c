@@ -1,1 +1,161 @@
 #include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mg_log.h"
+#include "mg_snapshot.h"
+#include "mg_upstream.h"
+
+static void
+upstream_pool_unlink(mg_uconn_t *u)
+{
+    mg_upstream_pool_t *pool = &u->ctx->pools[u->ep->index];
+
+    if (!u->pooled) {
+        return;
+    }
+    if (u->prev != NULL) {
+        u->prev->next = u->next;
+    } else {
+        pool->idle = u->next;
+    }
+    if (u->next != NULL) {
+        u->next->prev = u->prev;
+    }
+    u->next = u->prev = NULL;
+    u->pooled = 0;
+    pool->nidle--;
+    ev_io_stop(u->ctx->loop, &u->rev);
+    ev_timer_stop(u->ctx->loop, &u->timer);
+}
+
+void
+mg_upstream_close(mg_uconn_t *u)
+{
+    struct ev_loop *loop = u->ctx->loop;
+
+    upstream_pool_unlink(u);
+    ev_io_stop(loop, &u->rev);
+    ev_io_stop(loop, &u->wev);
+    ev_timer_stop(loop, &u->timer);
+    close(u->fd);
+    mg_buf_put(&u->ctx->bufs, u->in);
+    free(u);
+}
+
+/* While pooled, readability means the peer closed the connection or sent
+ * bytes nobody asked for: either way it is no longer usable. */
+static void
+upstream_on_idle_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_upstream_close((mg_uconn_t *)w->data);
+}
+
+static void
+upstream_on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_upstream_close((mg_uconn_t *)w->data);
+}
+
+mg_uconn_t *
+mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep)
+{
+    mg_upstream_pool_t *pool = &ctx->pools[ep->index];
+    mg_uconn_t *u = pool->idle;
+
+    if (u == NULL) {
+        return NULL;
+    }
+    upstream_pool_unlink(u);
+    u->reused = 1;
+    return u;
+}
+
+mg_uconn_t *
+mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
+{
+    mg_uconn_t *u;
+    int fd, on = 1;
+
+    fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd == -1) {
+        *err = errno;
+        return NULL;
+    }
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    u = calloc(1, sizeof(*u));
+    if (u == NULL) {
+        *err = ENOMEM;
+        close(fd);
+        return NULL;
+    }
+    u->fd = fd;
+    u->ctx = ctx;
+    u->ep = ep;
+    ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);
+    ev_io_init(&u->wev, upstream_on_idle_read, fd, EV_WRITE);
+    ev_init(&u->timer, upstream_on_idle_timeout);
+    u->rev.data = u->wev.data = u->timer.data = u;
+    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == -1) {
+        if (errno != EINPROGRESS) {
+            *err = errno;
+            close(fd);
+            free(u);
+            return NULL;
+        }
+        u->connecting = 1;
+    }
+    return u;
+}
+
+void
+mg_upstream_release(mg_uconn_t *u)
+{
+    mg_ctx_t *ctx = u->ctx;
+    mg_upstream_pool_t *pool = &ctx->pools[u->ep->index];
+    const mg_cluster_conf_t *cl = u->ep->cluster;
+
+    ev_io_stop(ctx->loop, &u->rev);
+    ev_io_stop(ctx->loop, &u->wev);
+    ev_timer_stop(ctx->loop, &u->timer);
+    u->owner = NULL;
+    if (ctx->draining || pool->nidle >= cl->max_idle
+        || (u->in != NULL && mg_buf_pending(u->in) != 0)) {
+        mg_upstream_close(u);
+        return;
+    }
+    /* An idle pooled connection holds no buffer. */
+    mg_buf_put(&ctx->bufs, u->in);
+    u->in = NULL;
+    ev_set_cb(&u->rev, upstream_on_idle_read);
+    ev_set_cb(&u->timer, upstream_on_idle_timeout);
+    ev_io_start(ctx->loop, &u->rev);
+    ev_timer_set(&u->timer, cl->idle_timeout, 0.);
+    ev_timer_start(ctx->loop, &u->timer);
+    u->prev = NULL;
+    u->next = pool->idle;
+    if (pool->idle != NULL) {
+        pool->idle->prev = u;
+    }
+    pool->idle = u;
+    pool->nidle++;
+    u->pooled = 1;
+}
+
+void
+mg_upstream_close_idle(mg_ctx_t *ctx)
+{
+    unsigned i;
+
+    for (i = 0; i < ctx->snap->nendpoints; i++) {
+        while (ctx->pools[i].idle != NULL) {
+            mg_upstream_close(ctx->pools[i].idle);
+        }
+    }
+}

@@ -1,1 +1,650 @@
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "mg_conf.h"
+#include "mg_listen.h"
+#include "mg_log.h"
+#include "mg_master.h"
+#include "mg_pool.h"
+#include "mg_snapshot.h"
+#include "mg_worker.h"
+
+#define MASTER_CRASH_WINDOW 60.0  /* seconds a crash is remembered */
+#define MASTER_CRASH_LIMIT  5     /* crashes in the window: give up */
+#define MASTER_MAX_PROCS    4096
+
+typedef struct master_gen_s master_gen_t;
+struct master_gen_s {
+    unsigned long id;
+    mg_snapshot_t *snap;
+    int *fds;                     /* listening fd per snap->listeners[] */
+    unsigned live;                /* workers of this generation running */
+    int draining;
+    uid_t uid;
+    gid_t gid;
+    int drop_privileges;
+    master_gen_t *next;
+};
+
+typedef struct master_proc_s {
+    pid_t pid;
+    unsigned slot;
+    master_gen_t *gen;
+    int chan;                     /* master's end of the socketpair */
+} master_proc_t;
+
+/* Crash accounting for each worker slot of the current generation. */
+typedef struct master_slot_s {
+    ev_tstamp crashes[MASTER_CRASH_LIMIT];
+    unsigned ncrashes;
+    int gave_up;
+    ev_timer respawn;
+} master_slot_t;
+
+typedef struct master_s {
+    struct ev_loop *loop;
+    const mg_master_opts_t *opts;
+    master_gen_t *gens;           /* newest first; gens == current */
+    unsigned long next_gen;
+    master_proc_t procs[MASTER_MAX_PROCS];
+    unsigned nprocs;
+    master_slot_t *slots;
+    unsigned nslots;
+    int stopping;                 /* 1 graceful, 2 fast */
+    const char *pid_file;
+    double start_time;
+    ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
+    ev_child child;
+    ev_timer stop_timer;
+} master_t;
+
+static master_t mg_master;
+
+static void master_spawn(master_gen_t *g, unsigned slot);
+
+static master_gen_t *
+master_current(void)
+{
+    return mg_master.gens;
+}
+
+static int
+master_resolve_user(master_gen_t *g)
+{
+    struct passwd *pw;
+
+    g->drop_privileges = 0;
+    if (geteuid() != 0 || g->snap->gateway.user == NULL
+        || g->snap->gateway.user[0] == '\0') {
+        return MG_OK;
+    }
+    pw = getpwnam(g->snap->gateway.user);
+    if (pw == NULL) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, 0, "unknown user \"%s\"",
+                     g->snap->gateway.user);
+        return MG_ERROR;
+    }
+    g->uid = pw->pw_uid;
+    g->gid = pw->pw_gid;
+    g->drop_privileges = 1;
+    return MG_OK;
+}
+
+/* Creates each access log as root and hands it to the worker user, so
+ * that workers, which run unprivileged, can reopen it after a rotation. */
+static void
+master_prepare_access_logs(const master_gen_t *g)
+{
+    unsigned i;
+    int fd;
+    const char *path;
+
+    for (i = 0; i < g->snap->nlisteners; i++) {
+        path = g->snap->listeners[i].access_log;
+        if (path == NULL) {
+            continue;
+        }
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd == -1) {
+            mg_log_error(MG_LOG_ERROR, &mg_log, errno,
+                         "cannot open access log \"%s\"", path);
+            continue;
+        }
+        if (g->drop_privileges && fchown(fd, g->uid, g->gid) == -1) {
+            mg_log_error(MG_LOG_WARN, &mg_log, errno, "fchown(\"%s\")", path);
+        }
+        close(fd);
+    }
+}
+
+static int
+master_apply_error_log(const mg_snapshot_t *snap)
+{
+    int fd;
+    const char *path = snap->gateway.error_log;
+
+    mg_log.level = snap->gateway.log_level;
+    if (path == NULL || strcmp(path, "stderr") == 0) {
+        mg_log_set_fd(&mg_log, 2, NULL);
+        return MG_OK;
+    }
+    fd = mg_log_open_file(path);
+    if (fd == -1) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot open error log \"%s\"", path);
+        return MG_ERROR;
+    }
+    mg_log_set_fd(&mg_log, fd, path);
+    return MG_OK;
+}
+
+static void
+master_write_pid_file(void)
+{
+    char buf[32];
+    int fd, n;
+
+    if (mg_master.pid_file == NULL) {
+        return;
+    }
+    fd = open(mg_master.pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+              0644);
+    if (fd == -1) {
+        mg_log_error(MG_LOG_ERROR, &mg_log, errno,
+                     "cannot write pid file \"%s\"", mg_master.pid_file);
+        return;
+    }
+    n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (write(fd, buf, (size_t)n) != n) {
+        mg_log_error(MG_LOG_ERROR, &mg_log, errno, "write(\"%s\")",
+                     mg_master.pid_file);
+    }
+    close(fd);
+}
+
+static void
+master_send(master_proc_t *p, char cmd)
+{
+    if (p->chan == -1) {
+        return;
+    }
+    while (send(p->chan, &cmd, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
+        if (errno != EINTR) {
+            mg_log_error(MG_LOG_WARN, &mg_log, errno,
+                         "cannot send a command to worker pid %d",
+                         (int)p->pid);
+            return;
+        }
+    }
+}
+
+static void
+master_send_gen(master_gen_t *g, char cmd)
+{
+    unsigned i;
+
+    for (i = 0; i < mg_master.nprocs; i++) {
+        if (g == NULL || mg_master.procs[i].gen == g) {
+            master_send(&mg_master.procs[i], cmd);
+        }
+    }
+}
+
+static void
+master_spawn(master_gen_t *g, unsigned slot)
+{
+    mg_worker_start_t ws;
+    master_proc_t *p;
+    const int *all;
+    int sv[2], *close_fds;
+    unsigned i, n, nall;
+    pid_t pid;
+
+    if (mg_master.nprocs == MASTER_MAX_PROCS) {
+        mg_log_error(MG_LOG_CRIT, &mg_log, 0, "too many worker processes");
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+        mg_log_error(MG_LOG_CRIT, &mg_log, errno, "socketpair()");
+        return;
+    }
+    pid = fork();
+    if (pid == -1) {
+        mg_log_error(MG_LOG_CRIT, &mg_log, errno, "fork()");
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        /* The child must not keep other workers' channels open, or their
+         * end-of-file on master exit would never come. */
+        nall = mg_listen_all_fds(&all);
+        close_fds = mg_xalloc((mg_master.nprocs + nall + 1) * sizeof(int));
+        n = 0;
+        for (i = 0; i < mg_master.nprocs; i++) {
+            close_fds[n++] = mg_master.procs[i].chan;
+        }
+        /* Listening sockets this generation does not serve. */
+        for (i = 0; i < nall; i++) {
+            unsigned k, mine = 0;
+
+            for (k = 0; k < g->snap->nlisteners; k++) {
+                if (g->fds[k] == all[i]) {
+                    mine = 1;
+                }
+            }
+            if (!mine) {
+                close_fds[n++] = all[i];
+            }
+        }
+        memset(&ws, 0, sizeof(ws));
+        ws.snap = g->snap;
+        ws.listen_fds = g->fds;
+        ws.close_fds = close_fds;
+        ws.nclose_fds = n;
+        ws.slot = slot;
+        ws.generation = g->id;
+        ws.chan = sv[1];
+        ws.uid = g->uid;
+        ws.gid = g->gid;
+        ws.drop_privileges = g->drop_privileges;
+        ws.user = g->snap->gateway.user;
+        ws.master_start = mg_master.start_time;
+        mg_worker_run(&ws);
+    }
+    close(sv[1]);
+    p = &mg_master.procs[mg_master.nprocs++];
+    p->pid = pid;
+    p->slot = slot;
+    p->gen = g;
+    p->chan = sv[0];
+    g->live++;
+    mg_log_error(MG_LOG_INFO, &mg_log, 0, "worker %u (pid %d, generation %lu) "
+                 "started", slot, (int)pid, g->id);
+}
+
+static void
+master_free_gen(master_gen_t *dead)
+{
+    master_gen_t **pp;
+    const mg_snapshot_t *snaps[64];
+    int *fds[64];
+    unsigned n = 0;
+    master_gen_t *g;
+
+    for (pp = &mg_master.gens; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == dead) {
+            *pp = dead->next;
+            break;
+        }
+    }
+    mg_snapshot_free(dead->snap);
+    free(dead->fds);
+    free(dead);
+    for (g = mg_master.gens; g != NULL && n < 64; g = g->next) {
+        snaps[n] = g->snap;
+        fds[n] = g->fds;
+        n++;
+    }
+    mg_listen_close_unused(snaps, fds, n);
+}
+
+static void
+master_maybe_exit(void)
+{
+    if (mg_master.stopping && mg_master.nprocs == 0) {
+        ev_break(mg_master.loop, EVBREAK_ALL);
+    }
+}
+
+static void
+master_on_respawn(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    /* The timer sits inside slots[]: recover the slot by address. */
+    unsigned slot = (unsigned)(((char *)w - (char *)mg_master.slots)
+                               / sizeof(master_slot_t));
+    master_gen_t *g = master_current();
+
+    if (mg_master.stopping || g == NULL || slot >= mg_master.nslots) {
+        return;
+    }
+    master_spawn(g, slot);
+}
+
+static void
+master_note_crash(unsigned slot)
+{
+    master_slot_t *s = &mg_master.slots[slot];
+    ev_tstamp now = ev_now(mg_master.loop), delay;
+    unsigned i, recent = 0;
+
+    if (s->gave_up) {
+        return;
+    }
+    if (s->ncrashes == MASTER_CRASH_LIMIT) {
+        memmove(&s->crashes[0], &s->crashes[1],
+                (MASTER_CRASH_LIMIT - 1) * sizeof(ev_tstamp));
+        s->ncrashes--;
+    }
+    s->crashes[s->ncrashes++] = now;
+    for (i = 0; i < s->ncrashes; i++) {
+        if (now - s->crashes[i] <= MASTER_CRASH_WINDOW) {
+            recent++;
+        }
+    }
+    if (recent >= MASTER_CRASH_LIMIT) {
+        s->gave_up = 1;
+        mg_log_error(MG_LOG_CRIT, &mg_log, 0,
+                     "worker %u crashed %u times in %.0f s: not respawning "
+                     "it until the next reload", slot, recent,
+                     MASTER_CRASH_WINDOW);
+        return;
+    }
+    /* 0.1 s, 0.2 s, 0.4 s, ... so a crash loop cannot spin the master. */
+    delay = 0.1 * (double)(1u << (recent - 1));
+    ev_timer_set(&s->respawn, delay, 0.);
+    ev_timer_start(mg_master.loop, &s->respawn);
+}
+
+static void
+master_on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    pid_t pid;
+    int status;
+    unsigned i;
+    master_proc_t p;
+
+    /* libev reaps one child per callback; collect any others too. */
+    (void)w;
+    for (;;) {
+        if (w != NULL) {
+            pid = w->rpid;
+            status = w->rstatus;
+            w = NULL;
+        } else {
+            pid = waitpid(-1, &status, WNOHANG);
+            if (pid <= 0) {
+                break;
+            }
+        }
+        for (i = 0; i < mg_master.nprocs; i++) {
+            if (mg_master.procs[i].pid == pid) {
+                break;
+            }
+        }
+        if (i == mg_master.nprocs) {
+            continue;
+        }
+        p = mg_master.procs[i];
+        mg_master.procs[i] = mg_master.procs[--mg_master.nprocs];
+        if (p.chan != -1) {
+            close(p.chan);
+        }
+        p.gen->live--;
+        if (WIFSIGNALED(status)) {
+            mg_log_error(p.gen->draining || mg_master.stopping
+                             ? MG_LOG_NOTICE : MG_LOG_CRIT,
+                         &mg_log, 0,
+                         "worker %u (pid %d, generation %lu) exited on "
+                         "signal %d%s", p.slot, (int)pid, p.gen->id,
+                         WTERMSIG(status),
+                         WCOREDUMP(status) ? " (core dumped)" : "");
+        } else {
+            mg_log_error(WEXITSTATUS(status) == 0 ? MG_LOG_NOTICE
+                                                  : MG_LOG_CRIT,
+                         &mg_log, 0,
+                         "worker %u (pid %d, generation %lu) exited with "
+                         "code %d", p.slot, (int)pid, p.gen->id,
+                         WEXITSTATUS(status));
+        }
+        if (p.gen == master_current() && !p.gen->draining
+            && !mg_master.stopping && p.slot < mg_master.nslots) {
+            master_note_crash(p.slot);
+        }
+        if (p.gen->live == 0 && p.gen != master_current()) {
+            master_free_gen(p.gen);
+        }
+    }
+    master_maybe_exit();
+}
+
+static void
+master_reset_slots(unsigned n)
+{
+    unsigned i;
+
+    for (i = 0; i < mg_master.nslots; i++) {
+        ev_timer_stop(mg_master.loop, &mg_master.slots[i].respawn);
+    }
+    free(mg_master.slots);
+    mg_master.slots = mg_xcalloc(n, sizeof(master_slot_t));
+    mg_master.nslots = n;
+    for (i = 0; i < n; i++) {
+        ev_timer_init(&mg_master.slots[i].respawn, master_on_respawn, 0., 0.);
+    }
+}
+
+/* Makes |snap| the running generation. Returns MG_OK, or MG_ERROR with the
+ * old generation untouched. */
+static int
+master_start_gen(mg_snapshot_t *snap)
+{
+    master_gen_t *g = mg_xcalloc(1, sizeof(*g)), *old = master_current();
+    unsigned i;
+
+    g->snap = snap;
+    if (master_resolve_user(g) != MG_OK) {
+        free(g);
+        return MG_ERROR;
+    }
+    g->fds = mg_listen_open(snap);
+    if (g->fds == NULL) {
+        free(g);
+        return MG_ERROR;
+    }
+    g->id = ++mg_master.next_gen;
+    g->next = mg_master.gens;
+    mg_master.gens = g;
+    master_prepare_access_logs(g);
+    master_reset_slots(snap->gateway.workers);
+    for (i = 0; i < snap->gateway.workers; i++) {
+        master_spawn(g, i);
+    }
+    if (old != NULL) {
+        old->draining = 1;
+        master_send_gen(old, MG_WORKER_CMD_DRAIN);
+        if (old->live == 0) {
+            master_free_gen(old);
+        }
+    }
+    return MG_OK;
+}
+
+static void
+master_reload(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    master_gen_t *cur = master_current();
+    unsigned i;
+
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "reloading %s",
+                 mg_master.opts->conf_file);
+    snap = mg_conf_load(mg_master.opts->conf_file, &errs);
+    if (snap == NULL) {
+        for (i = 0; i < errs.n; i++) {
+            mg_log_error(MG_LOG_ERROR, &mg_log, 0, "%s", errs.msgs[i]);
+        }
+        mg_conf_errors_free(&errs);
+        goto failed;
+    }
+    if (master_start_gen(snap) != MG_OK) {
+        mg_snapshot_free(snap);
+        goto failed;
+    }
+    if (master_apply_error_log(snap) != MG_OK) {
+        mg_log_error(MG_LOG_ERROR, &mg_log, 0, "keeping the old error log");
+    }
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
+                 "reload: generation %lu started (%u workers)",
+                 master_current()->id, snap->gateway.workers);
+    return;
+
+failed:
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
+                 "reload failed, keeping generation %lu", cur ? cur->id : 0);
+}
+
+static void
+master_on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    unsigned i;
+
+    mg_log_error(MG_LOG_WARN, &mg_log, 0,
+                 "workers still running after the drain timeout: killing");
+    for (i = 0; i < mg_master.nprocs; i++) {
+        kill(mg_master.procs[i].pid, SIGKILL);
+    }
+}
+
+static void
+master_stop(int how)
+{
+    master_gen_t *g = master_current();
+    double grace = g ? g->snap->gateway.drain_timeout : 1.0;
+
+    if (mg_master.stopping >= how) {
+        return;
+    }
+    mg_master.stopping = how;
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "%s stop",
+                 how == 1 ? "graceful" : "fast");
+    for (g = mg_master.gens; g != NULL; g = g->next) {
+        g->draining = 1;
+    }
+    master_send_gen(NULL, how == 1 ? MG_WORKER_CMD_DRAIN : MG_WORKER_CMD_QUIT);
+    ev_timer_stop(mg_master.loop, &mg_master.stop_timer);
+    ev_timer_set(&mg_master.stop_timer, how == 1 ? grace + 5.0 : 5.0, 0.);
+    ev_timer_start(mg_master.loop, &mg_master.stop_timer);
+    master_maybe_exit();
+}
+
+static void
+master_reopen(void)
+{
+    master_gen_t *g = master_current();
+
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "reopening log files");
+    if (g != NULL) {
+        if (master_apply_error_log(g->snap) != MG_OK) {
+            return;
+        }
+        master_prepare_access_logs(g);
+    }
+    master_send_gen(NULL, MG_WORKER_CMD_REOPEN);
+}
+
+static void
+master_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    switch (w->signum) {
+    case SIGHUP:
+        if (!mg_master.stopping) {
+            master_reload();
+        }
+        break;
+    case SIGTERM:
+    case SIGINT:
+        master_stop(1);
+        break;
+    case SIGQUIT:
+        master_stop(2);
+        break;
+    case SIGUSR1:
+        master_reopen();
+        break;
+    }
+}
+
+int
+mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
+{
+    struct ev_loop *loop;
+    unsigned workers;
+
+    mg_master.opts = opts;
+    mg_master.start_time = (double)time(NULL);
+    mg_log.role = "master";
+    if (master_apply_error_log(snap) != MG_OK) {
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, 0, "cannot create the event loop");
+        return 1;
+    }
+    mg_master.loop = loop;
+    mg_proc_title_set("meshgate: master");
+
+    ev_signal_init(&mg_master.sig_hup, master_on_signal, SIGHUP);
+    ev_signal_init(&mg_master.sig_term, master_on_signal, SIGTERM);
+    ev_signal_init(&mg_master.sig_int, master_on_signal, SIGINT);
+    ev_signal_init(&mg_master.sig_quit, master_on_signal, SIGQUIT);
+    ev_signal_init(&mg_master.sig_usr1, master_on_signal, SIGUSR1);
+    ev_signal_start(loop, &mg_master.sig_hup);
+    ev_signal_start(loop, &mg_master.sig_term);
+    ev_signal_start(loop, &mg_master.sig_int);
+    ev_signal_start(loop, &mg_master.sig_quit);
+    ev_signal_start(loop, &mg_master.sig_usr1);
+    ev_child_init(&mg_master.child, master_on_child, 0, 0);
+    ev_child_start(loop, &mg_master.child);
+    ev_timer_init(&mg_master.stop_timer, master_on_stop_timer, 0., 0.);
+
+    workers = snap->gateway.workers;
+    if (master_start_gen(snap) != MG_OK) {
+        mg_snapshot_free(snap);
+        return 1;
+    }
+    mg_master.pid_file = opts->pid_file ? opts->pid_file
+                                        : snap->gateway.pid_file;
+    master_write_pid_file();
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
+                 "meshgate %s: generation 1 started (%u workers)",
+                 PACKAGE_VERSION, workers);
+
+    ev_run(loop, 0);
+
+    if (mg_master.pid_file != NULL) {
+        unlink(mg_master.pid_file);
+    }
+    mg_listen_close_all();
+    while (mg_master.gens != NULL) {
+        master_gen_t *g = mg_master.gens;
+
+        mg_master.gens = g->next;
+        mg_snapshot_free(g->snap);
+        free(g->fds);
+        free(g);
+    }
+    free(mg_master.slots);
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "exiting");
+    return 0;
+}
