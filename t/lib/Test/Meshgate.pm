@@ -408,14 +408,17 @@ sub children_of {
         my $st = _proc_stat($pid) or next;
         push @c, $pid + 0 if $st->{ppid} == $ppid && $st->{state} ne 'Z';
     }
-    return sort { $a <=> $b } @c;
+    @c = sort { $a <=> $b } @c;
+    return @c;    # the count in scalar context
 }
 
-# The worker processes: children of the master, not zombies.
+# The worker processes: children of the master, not zombies (their count
+# in scalar context).
 sub worker_pids {
     my ($self) = @_;
     return () unless $self->is_running;
-    return children_of($self->{pid});
+    my @w = children_of($self->{pid});
+    return @w;
 }
 
 # The process title (cmdline with NULs as spaces).
@@ -493,7 +496,14 @@ sub run_daemon {
         POSIX::_exit(127);
     }
     push @{$self->{daemons}}, $pid;
+    $self->{daemon_logs}{$pid} = $log;
     return $pid;
+}
+
+# The output file of a helper daemon (by PID).
+sub daemon_log {
+    my ($self, $pid) = @_;
+    return read_file($self->{daemon_logs}{$pid} || return '');
 }
 
 # Stops one helper daemon (or every one) by PID.
@@ -520,15 +530,16 @@ sub stop_daemons {
     $self->{daemons} = [ grep { !$gone{$_} } @{$self->{daemons}} ];
 }
 
-# run_backend(port => N, name => NAME, args => [...]): starts
+# run_backend(port => N, name => NAME, verbose => 1, args => [...]): starts
 # t/backend/mg-backend.pl on 127.0.0.1:port(N) and waits for it. Returns
-# its PID.
+# its PID; with verbose, daemon_log(PID) shows each request it received.
 sub run_backend {
     my ($self, %o) = @_;
     my $num = defined $o{port} ? $o{port} : 8081;
     my $addr = '127.0.0.1:' . port($num);
     my @args = ('--listen', $addr);
     push @args, '--name', $o{name} if defined $o{name};
+    push @args, '--verbose' if $o{verbose};
     push @args, @{$o{args}} if $o{args};
     my $pid = $self->run_daemon($^X, "$TDIR/backend/mg-backend.pl", @args);
     waitforsocket($addr, $o{timeout} || 10)
@@ -594,8 +605,9 @@ sub stop_and_check {
     $self->stop_daemons;
 
     my @bad = $self->problems(%o);
-    my $ok = Test::More::ok(!@bad,
-        'meshgate logged no alert or sanitizer report and exited cleanly');
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $ok = Test::More::ok(!@bad, 'meshgate logged no alert, sanitizer '
+        . 'report or worker crash and exited cleanly');
     Test::More::diag(join "\n", @bad) if @bad;
     $self->_catlog;
     return $ok;
@@ -614,6 +626,11 @@ sub problems {
                 && $line !~ /Sanitizer|runtime error:/;
             push @bad, "$f: $line";
         }
+    }
+    # A worker that crashed is a failure even if the master carried on.
+    for my $line (split /\n/, $self->log) {
+        push @bad, "worker crash: $line"
+            if $line =~ /exited on signal (4|6|7|8|11|31)\b/;
     }
     my $st = $self->{exit_status};
     push @bad, "meshgate exited on " . _status_text($st)
