@@ -11,6 +11,7 @@
 #include "mg_conf.h"
 #include "mg_log.h"
 #include "mg_master.h"
+#include "mg_pool.h"
 #include "mg_snapshot.h"
 #include "mg_worker.h"
 
@@ -94,6 +95,11 @@ main(int argc, char **argv)
                 opts.conf_file);
         mg_snapshot_free(snap);
         return 0;
+    }
+    /* The process title reuses argv's memory: keep copies first. */
+    opts.conf_file = mg_xstrdup(opts.conf_file);
+    if (opts.pid_file != NULL) {
+        opts.pid_file = mg_xstrdup(opts.pid_file);
     }
     mg_proc_title_init(argc, argv);
     return mg_master_run(&opts, snap);
