@@ -53,7 +53,7 @@ write_file(const char *dir, const char *name, const char *text)
     return path;
 }
 
-static int
+static int MG_PRINTF(2, 3)
 has_error(const mg_conf_errors_t *errs, const char *fmt, ...)
 {
     char want[512];
@@ -498,6 +498,14 @@ test_errors(void)
     expect_error("gateway = { workers = \"many\"; };\n", 1,
                  "key \"workers\" must be \"auto\" or an integer",
                  "workers must be auto or a number");
+    if (geteuid() == 0) {
+        expect_error("gateway = {\n  user = \"no-such-user-mg\"; };\n", 2,
+                     "unknown user \"no-such-user-mg\"",
+                     "an unknown user is an error when running as root");
+    } else {
+        expect_ok("gateway = { user = \"no-such-user-mg\"; };\n",
+                  "the user is not looked up when not running as root");
+    }
     expect_error("gateway = { log_level = \"loud\"; };\n", 1,
                  "key \"log_level\" must be one of", "bad log_level");
     expect_error("gateway = { };\n\ngateway = { };\n", 3,
