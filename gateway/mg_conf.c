@@ -20,7 +20,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
