@@ -41,7 +41,7 @@ main(int argc, char **argv)
     mg_master_opts_t opts = { NULL, NULL };
     mg_conf_errors_t errs = { NULL, 0 };
     mg_snapshot_t *snap;
-    int opt, test_only = 0;
+    int opt, rc, test_only = 0;
     unsigned i;
     static char default_conf[] = MG_SYSCONFDIR "/meshgate/meshgate.conf";
 
@@ -102,5 +102,8 @@ main(int argc, char **argv)
         opts.pid_file = mg_xstrdup(opts.pid_file);
     }
     mg_proc_title_init(argc, argv);
-    return mg_master_run(&opts, snap);
+    rc = mg_master_run(&opts, snap);
+    free((char *)opts.conf_file);
+    free((char *)opts.pid_file);
+    return rc;
 }
