@@ -136,6 +136,7 @@ master_prepare_access_logs(const master_gen_t *g)
 static int
 master_apply_error_log(const mg_snapshot_t *snap)
 {
+    struct passwd *pw;
     int fd;
     const char *path = snap->gateway.error_log;
 
@@ -149,6 +150,12 @@ master_apply_error_log(const mg_snapshot_t *snap)
         mg_log_error(MG_LOG_EMERG, &mg_log, errno,
                      "cannot open error log \"%s\"", path);
         return MG_ERROR;
+    }
+    /* Workers reopen it on USR1 after dropping privileges. */
+    if (geteuid() == 0 && snap->gateway.user != NULL
+        && (pw = getpwnam(snap->gateway.user)) != NULL
+        && fchown(fd, pw->pw_uid, pw->pw_gid) == -1) {
+        mg_log_error(MG_LOG_WARN, &mg_log, errno, "fchown(\"%s\")", path);
     }
     mg_log_set_fd(&mg_log, fd, path);
     return MG_OK;
@@ -495,12 +502,17 @@ master_reload(void)
         mg_conf_errors_free(&errs);
         goto failed;
     }
-    if (master_start_gen(snap) != MG_OK) {
+    /* The new workers inherit the log: switch it before they fork. */
+    if (master_apply_error_log(snap) != MG_OK) {
         mg_snapshot_free(snap);
         goto failed;
     }
-    if (master_apply_error_log(snap) != MG_OK) {
-        mg_log_error(MG_LOG_ERROR, &mg_log, 0, "keeping the old error log");
+    if (master_start_gen(snap) != MG_OK) {
+        mg_snapshot_free(snap);
+        if (cur != NULL) {
+            (void)master_apply_error_log(cur->snap);
+        }
+        goto failed;
     }
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "reload: generation %lu started (%u workers)",
