@@ -792,9 +792,14 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
         mg_buf_put(&ctx->bufs, b);
         c->uhead = b = nb;
     }
-    if (!have_host && r->host.len > 0) {
-        if (buf_add_header(b, mg_str_lit("Host"), r->host.data, r->host.len,
-                           NULL, 0) != MG_OK) {
+    if (!have_host) {
+        /* HTTP/1.1 upstreams require Host: an HTTP/1.0 client may have sent
+         * none, so name the service. */
+        mg_str_t host = r->host.len > 0 ? r->host
+                                        : mg_str(c->route->cluster->name);
+
+        if (buf_add_header(b, mg_str_lit("Host"), host.data, host.len, NULL,
+                           0) != MG_OK) {
             return MG_ERROR;
         }
     }
