@@ -116,6 +116,59 @@ typedef struct h1_fields_s {
     mg_str_t upgrade;
 } h1_fields_t;
 
+/*
+ * Word-at-a-time tests (the classic "has a byte less than n" trick): exact
+ * about whether any byte of |x| matches, which is all the fast paths need.
+ */
+#define H1_ONES  0x0101010101010101ULL
+#define H1_HIGHS 0x8080808080808080ULL
+#define h1_has_less(x, n) (((x) - H1_ONES * (n)) & ~(x) & H1_HIGHS)
+#define h1_has_byte(x, b) h1_has_less((x) ^ (H1_ONES * (b)), 1)
+
+/*
+ * Skips field-value bytes 8 at a time while none is a CTL or DEL; the byte
+ * loop after it finds exactly where the run ends. Long values (cookies,
+ * user agents) are most of a head's bytes.
+ */
+static inline const char *
+h1_skip_value(const char *p, const char *end)
+{
+    uint64_t x;
+
+    while (end - p >= 8) {
+        memcpy(&x, p, 8);
+        if (h1_has_less(x, 0x20) | h1_has_byte(x, 0x7f)) {
+            break;
+        }
+        p += 8;
+    }
+    while (p < end && h1_is(*p, H1_VALUE)) {
+        p++;
+    }
+    return p;
+}
+
+/* Same for request-target bytes: VCHAR but '#'. */
+static inline const char *
+h1_skip_target(const char *p, const char *end)
+{
+    uint64_t x;
+
+    while (end - p >= 8) {
+        memcpy(&x, p, 8);
+        if (h1_has_less(x, 0x21) | (x & H1_HIGHS) | h1_has_byte(x, 0x7f)
+            | h1_has_byte(x, '#'))
+        {
+            break;
+        }
+        p += 8;
+    }
+    while (p < end && h1_is(*p, H1_TARGET)) {
+        p++;
+    }
+    return p;
+}
+
 /* Compares a header name or token against a lowercase literal. */
 static inline int
 h1_lower_eq(const char *s, const char *lit, size_t n)
@@ -294,9 +347,7 @@ h1_parse_fields(const char **pp, const char *end, mg_h1_header_t *hdrs,
             p++;
         }
         v = p;
-        while (p < end && h1_is(*p, H1_VALUE)) {
-            p++;
-        }
+        p = h1_skip_value(p, end);
         if (p == end) {
             break;
         }
@@ -835,9 +886,7 @@ mg_h1_parse_request(mg_h1_request_t *r, const char *buf, size_t len,
     r->method.data = line;
     r->method.len = (size_t)(p - line);
     t = ++p;
-    while (p < end && h1_is(*p, H1_TARGET)) {
-        p++;
-    }
+    p = h1_skip_target(p, end);
     if (p == end) {
         goto incomplete_line;
     }
@@ -1045,9 +1094,7 @@ mg_h1_parse_response(mg_h1_response_t *resp, const char *buf, size_t len,
         return MG_H1_ERR_BAD_RESPONSE;
     }
     s = p;
-    while (p < end && h1_is(*p, H1_VALUE)) {
-        p++;
-    }
+    p = h1_skip_value(p, end);
     if (p == end) {
         goto incomplete;
     }
