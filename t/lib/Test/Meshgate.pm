@@ -7,12 +7,33 @@ package Test::Meshgate;
 # stops all of them by PID and fails when the error log shows an alert or a
 # sanitizer report, or when meshgate died on a signal.
 #
+# A test reads:
+#
+#   my $t = Test::Meshgate->new;          # skips without MESHGATE_BINARY
+#   $t->write_conf(<<'EOF');              # %%PORT_8000%%, %%TESTDIR%%
+#   ... libconfig text ...
+#   EOF
+#   $t->run_backend(port => 8081, name => 'b1');
+#   $t->run;                              # waits for listeners + generation 1
+#   like(http_get('/echo', host => 'a.test'), qr/ 200 /, 'it serves');
+#   is($t->reload, 1, 'it reloads');
+#   $t->stop_and_check;                   # the teardown check is a test too
+#   done_testing();                       # (or $t->plan(N) up front)
+#
+# Methods: testdir, write_conf, write_file, conf_path, run, reload, signal,
+# stop, wait_exit, is_running, master_pid, worker_pids, generation, log,
+# log_offset, waitforlog, run_binary, run_daemon, daemon_log, stop_daemons,
+# run_backend, run_nginx, stop_and_check, plan. Functions (exported): port,
+# http, http_get, parse_response, waitforsocket, waitfor, read_file,
+# pattern_bytes. Also Test::Meshgate::Client (keep-alive client),
+# children_of, proc_title and proc_uid.
+#
 # Switches (environment):
-#   MESHGATE_BINARY          the binary under test; tests skip without it
-#   TEST_MESHGATE_LEAVE      keep the temp dir (its path is printed)
-#   TEST_MESHGATE_CATLOG     print the meshgate log at teardown
-#   TEST_MESHGATE_VERBOSE    print progress
-#   TEST_MESHGATE_NGINX      nginx binary for run_nginx (default /usr/sbin/nginx)
+#   MESHGATE_BINARY        the binary under test; tests skip without it
+#   TEST_MESHGATE_LEAVE    keep the temp dir (its path is printed)
+#   TEST_MESHGATE_CATLOG   print the meshgate log at teardown
+#   TEST_MESHGATE_VERBOSE  print progress
+#   TEST_MESHGATE_NGINX    nginx binary for run_nginx (/usr/sbin/nginx)
 #
 # Only core modules are used.
 
@@ -30,7 +51,7 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(:sys_wait_h);
 use Socket qw(SOL_SOCKET SO_LINGER IPPROTO_TCP TCP_NODELAY);
-use Test::More;
+use Test::More ();
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(port http http_get parse_response waitforsocket waitfor
@@ -43,7 +64,7 @@ our $VERSION = '1.0';
 our $TDIR = abs_path(dirname(__FILE__) . '/../..');
 
 my %ports;        # symbolic number -> real port, stable in this process
-my @port_locks;   # flock handles that reserve our ports against other runs
+my @port_locks;   # [ path, flock handle ]: our ports, against other runs
 my @instances;    # every Test::Meshgate object, for the END teardown
 my $owner_pid = $$;
 
@@ -89,6 +110,16 @@ sub new {
     return $self;
 }
 
+# plan(N): Test::More's plan with one more test, the teardown check, which
+# then runs by itself at exit if the test did not call stop_and_check.
+# Tests that end with done_testing() call stop_and_check themselves.
+sub plan {
+    my ($self, $n) = @_;
+    $self->{auto_check} = 1;
+    Test::More::plan(tests => $n + 1);
+    return $self;
+}
+
 sub testdir { $_[0]->{testdir} }
 sub binary { $_[0]->{binary} }
 sub master_pid { $_[0]->{pid} }
@@ -125,7 +156,7 @@ sub port {
             close $lf;
             next;
         }
-        push @port_locks, $lf;
+        push @port_locks, [ "$lockdir/$p", $lf ];
         close $probe;
         $ports{$num} = $p;
         log_verbose("port($num) = $p");
@@ -657,7 +688,9 @@ sub _catlog {
 sub _teardown {
     my ($self) = @_;
     return if $self->{owner} != $$ || $self->{torn_down}++;
-    if (!$self->{checked} && $self->{pid}) {
+    if (!$self->{checked} && $self->{auto_check}) {
+        $self->stop_and_check;
+    } elsif (!$self->{checked} && $self->{pid}) {
         $self->stop;
         my @bad = $self->problems;
         if (@bad) {
@@ -676,6 +709,11 @@ END {
             local $?;
             eval { $t->_teardown };
             Test::More::diag("teardown: $@") if $@;
+        }
+        # Everything that listened on our ports is stopped: free them.
+        for my $l (@port_locks) {
+            unlink $l->[0];
+            close $l->[1];
         }
     }
     $? = $rc;
