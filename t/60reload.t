@@ -9,6 +9,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
+use Digest::SHA ();
 use POSIX qw(:sys_wait_h);
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -207,8 +208,8 @@ sub progress {
     return $n;
 }
 
-# A client process: "keepalive" sends requests back to back on one
-# connection (reconnecting when the server says Connection: close);
+# A client process: "keepalive" sends requests (echo, upload, delay) back
+# to back on one connection (reconnecting when the server says Connection: close);
 # "new" opens a connection per request every few ms. It runs until the
 # stop file appears (bounded in time and count) and writes
 # "TOTAL FAILURES" and up to 20 failure details to result-K.
@@ -219,6 +220,8 @@ sub spawn_client {
     return $pid if $pid;
 
     my ($n, $fail, @d) = (0, 0);
+    my $upload = pattern_bytes(65536);
+    my $upload_reply = 'bytes=65536 sha1=' . Digest::SHA::sha1_hex($upload);
     my $note = sub { $fail++; push @d, sprintf('%.3f %s', time, $_[0])
         if @d < 20 };
     open my $prog, '>>', "$dir/progress-$k" or POSIX::_exit(1);
@@ -249,8 +252,23 @@ sub spawn_client {
                 next;
             }
         }
-        my $path = $n % 2 ? "/echo?k=$k&n=$n" : '/delay/20';
-        my $r = $c->get($path);
+        # Echoes prove each answer belongs to its request; uploads keep
+        # request bodies in flight; delays keep responses in flight.
+        my ($path, $r, $want) = ('', undef, undef);
+        if ($n % 3 == 0) {
+            $path = '/upload';
+            $r = $c->request("POST /upload HTTP/1.1\r\nHost: localhost\r\n"
+                . "Content-Length: " . length($upload) . "\r\n\r\n$upload");
+            $want = qr/^\Q$upload_reply\E\z/;
+        } elsif ($n % 3 == 1) {
+            $path = "/echo?k=$k&n=$n";
+            $r = $c->get($path);
+            $want = qr/^GET \Q$path\E HTTP\/1\.1\r\n/;
+        } else {
+            $path = '/delay/20';
+            $r = $c->get($path);
+            $want = qr/^delayed 20\n\z/;
+        }
         if (!$r) {
             $note->("request $n ($path) after " . ($c->requests)
                 . ' on the connection: ' . $c->error);
@@ -258,8 +276,12 @@ sub spawn_client {
             undef $c;
             next;
         }
-        $note->("request $n ($path): status $r->{status}")
-            unless $r->{status} == 200;
+        if ($r->{status} != 200) {
+            $note->("request $n ($path): status $r->{status}");
+        } elsif ($r->{body} !~ $want) {
+            $note->("request $n ($path): unexpected body \""
+                . substr($r->{body}, 0, 60) . '"');
+        }
         if (($r->{headers}{connection} || '') =~ /\bclose\b/i) {
             $c->close;
             undef $c;
