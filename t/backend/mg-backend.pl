@@ -4,7 +4,10 @@
 # paths that misbehave on purpose. Core modules only.
 #
 #   mg-backend.pl --listen 127.0.0.1:PORT [--name NAME] [--verbose]
-#                 [--idle-timeout SECONDS]
+#                 [--idle-timeout SECONDS] [--watch-parent]
+#
+# --watch-parent: exit (with every connection process) once the process
+# that started the backend is gone.
 #
 # One process per connection (forked), keep-alive and pipelining for
 # HTTP/1.1 by default. Every response carries
@@ -43,18 +46,20 @@ use POSIX qw(:sys_wait_h :signal_h);
 use Socket qw(SOL_SOCKET SO_LINGER SOMAXCONN IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
-my ($listen, $name, $verbose);
+my ($listen, $name, $verbose, $watch_parent);
 my $idle_timeout = 120;
 GetOptions('listen=s' => \$listen, 'name=s' => \$name,
-    'verbose' => \$verbose, 'idle-timeout=f' => \$idle_timeout)
+    'verbose' => \$verbose, 'idle-timeout=f' => \$idle_timeout,
+    'watch-parent' => \$watch_parent)
     or usage();
+my $ppid = getppid();
 usage() unless defined $listen && $listen =~ /^(.+):(\d+)$/;
 my ($laddr, $lport) = ($1, $2);
 $name = $lport unless defined $name;
 
 sub usage {
     print STDERR "usage: $0 --listen HOST:PORT [--name NAME] [--verbose]"
-        . " [--idle-timeout S]\n";
+        . " [--idle-timeout S] [--watch-parent]\n";
     exit 2;
 }
 
@@ -90,7 +95,15 @@ my %REASON = (100 => 'Continue', 101 => 'Switching Protocols', 200 => 'OK',
 # any body is chr(ord('a') + i % 26) across blocks.
 my $BLOCK = join('', 'a' .. 'z') x 2521;
 
+my $lsel = IO::Select->new($srv);
 while (1) {
+    # With --watch-parent, exit when the process that started us is gone
+    # (a test killed before its teardown).
+    if ($watch_parent && getppid() != $ppid) {
+        kill 'TERM', keys %kids;
+        exit 0;
+    }
+    next unless $lsel->can_read(0.5);
     my $c = $srv->accept;
     next unless $c;
     # Keep SIGCHLD out until the child is recorded, so %kids never holds

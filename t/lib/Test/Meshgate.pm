@@ -105,6 +105,16 @@ sub new {
     }, $class;
     push @instances, $self;
 
+    # A test stopped by a signal (a timeout, ^C) still runs the teardown,
+    # so nothing it started outlives it.
+    for my $sig (qw(TERM INT HUP)) {
+        next if defined $SIG{$sig} && $SIG{$sig} ne 'DEFAULT';
+        $SIG{$sig} = sub {
+            Test::More::diag("test stopped by SIG$sig") if $$ == $owner_pid;
+            exit 128 + ($sig eq 'TERM' ? 15 : $sig eq 'INT' ? 2 : 1);
+        };
+    }
+
     Test::More::diag("testdir: $dir") if $ENV{TEST_MESHGATE_LEAVE};
     log_verbose("testdir $dir, binary $self->{binary}");
     return $self;
@@ -568,7 +578,7 @@ sub run_backend {
     my ($self, %o) = @_;
     my $num = defined $o{port} ? $o{port} : 8081;
     my $addr = '127.0.0.1:' . port($num);
-    my @args = ('--listen', $addr);
+    my @args = ('--listen', $addr, '--watch-parent');
     push @args, '--name', $o{name} if defined $o{name};
     push @args, '--verbose' if $o{verbose};
     push @args, @{$o{args}} if $o{args};
