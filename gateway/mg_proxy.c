@@ -248,6 +248,7 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     }
     /* Zero only the fixed part; the log copies are filled when used. */
     memset(c, 0, offsetof(mg_client_t, client_ip));
+    c->method_len = c->target_len = c->host_len = 0;
     c->ctx = ctx;
     c->fd = fd;
     c->lc = lc;
@@ -505,6 +506,45 @@ client_send_direct(mg_client_t *c)
     client_finish_request(c);
 }
 
+/* For a request the parser refused: log what its first line looks like, as
+ * far as it can be split, so the log still says which request it was. */
+static void
+client_log_fields_from_raw(mg_client_t *c)
+{
+    const char *p, *last, *sp;
+
+    c->start = ev_now(c->ctx->loop);
+    c->method_len = 0;
+    c->target_len = 0;
+    c->host_len = 0;
+    memcpy(c->request_id, "-", 2);
+    if (c->in != NULL) {
+        p = c->in->pos;
+        last = c->in->last;
+        while (p < last && (*p == '\r' || *p == '\n')) {
+            p++;
+        }
+        sp = memchr(p, ' ', (size_t)mg_min(last - p, 64));
+        if (sp != NULL && sp > p) {
+            c->method_len = mg_min((size_t)(sp - p), sizeof(c->method) - 1);
+            memcpy(c->method, p, c->method_len);
+            p = sp + 1;
+            sp = p;
+            while (sp < last && *sp != ' ' && *sp != '\r' && *sp != '\n') {
+                sp++;
+            }
+            c->target_len = mg_min((size_t)(sp - p), sizeof(c->target) - 1);
+            memcpy(c->target, p, c->target_len);
+            c->version_minor = last - sp >= 9
+                               && memcmp(sp, " HTTP/1.0", 9) == 0 ? 0 : 1;
+        }
+    }
+    if (c->method_len == 0) {
+        memcpy(c->method, "-", 2);
+        c->method_len = 1;
+    }
+}
+
 /* Answers a head the parser refused, then closes: after a framing error
  * nothing that follows on the connection can be trusted. */
 static void
@@ -519,11 +559,7 @@ client_reject(mg_client_t *c, int err)
     c->closing = 1;
     c->req_keep_alive = 0;
     if (c->method_len == 0) {
-        memcpy(c->method, "-", 2);
-        c->method_len = 1;
-        c->target_len = 0;
-        c->host_len = 0;
-        memcpy(c->request_id, "-", 2);
+        client_log_fields_from_raw(c);
     }
     snprintf(body, sizeof(body), "%s\n", proxy_reason(status));
     client_respond_text(c, status, body);
@@ -1948,10 +1984,7 @@ client_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
                      "listener: %s", c->client_ip, c->lc->name);
         c->closing = 1;
         c->req_keep_alive = 0;
-        memcpy(c->method, "-", 2);
-        c->method_len = 1;
-        c->target_len = c->host_len = 0;
-        memcpy(c->request_id, "-", 2);
+        client_log_fields_from_raw(c);
         client_respond_text(c, 408, "request timeout\n");
         return;
     }
