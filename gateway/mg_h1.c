@@ -122,8 +122,18 @@ typedef struct h1_fields_s {
  */
 #define H1_ONES  0x0101010101010101ULL
 #define H1_HIGHS 0x8080808080808080ULL
-#define h1_has_less(x, n) (((x) - H1_ONES * (n)) & ~(x) & H1_HIGHS)
-#define h1_has_byte(x, b) h1_has_less((x) ^ (H1_ONES * (b)), 1)
+
+static inline uint64_t
+h1_has_less(uint64_t x, uint64_t n)
+{
+    return (x - H1_ONES * n) & ~x & H1_HIGHS;
+}
+
+static inline uint64_t
+h1_has_byte(uint64_t x, uint64_t b)
+{
+    return h1_has_less(x ^ (H1_ONES * b), 1);
+}
 
 /*
  * Skips field-value bytes 8 at a time while none is a CTL or DEL; the byte
