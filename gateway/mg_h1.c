@@ -28,13 +28,13 @@
  */
 
 /* Byte classes for h1_class[]. */
-#define H1_TCHAR  0x01  /* tchar (RFC 9110 §5.6.2) */
-#define H1_VALUE  0x02  /* field-value byte: VCHAR, obs-text, SP, HTAB */
-#define H1_TARGET 0x04  /* request-target byte: VCHAR but '#' */
-#define H1_HOST   0x08  /* reg-name: unreserved, sub-delims, '%' */
-#define H1_QDTEXT 0x10  /* qdtext (RFC 9110 §5.6.4) */
-#define H1_HEX    0x20
-#define H1_DIGIT  0x40
+#define H1_TCHAR 0x01  /* tchar (RFC 9110 §5.6.2) */
+#define H1_VALUE 0x02  /* field-value byte: VCHAR, obs-text, SP, HTAB */
+#define H1_TARGET 0x04 /* request-target byte: VCHAR but '#' */
+#define H1_HOST 0x08   /* reg-name: unreserved, sub-delims, '%' */
+#define H1_QDTEXT 0x10 /* qdtext (RFC 9110 §5.6.4) */
+#define H1_HEX 0x20
+#define H1_DIGIT 0x40
 
 static const unsigned char h1_class[256] = {
     /* 00 */ 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -75,41 +75,41 @@ static const unsigned char h1_class[256] = {
 #define h1_is_ws(c) ((c) == ' ' || (c) == '\t')
 
 #define H1_DEFAULT_REQUEST_LINE 8192
-#define H1_DEFAULT_HEADER_SIZE  32768
-#define H1_DEFAULT_HEADERS      100
-#define H1_DEFAULT_RESPONSE     65536
+#define H1_DEFAULT_HEADER_SIZE 32768
+#define H1_DEFAULT_HEADERS 100
+#define H1_DEFAULT_RESPONSE 65536
 
 /* chunk-size is at most 16 hex digits and below 2^62, so sums of sizes
  * cannot overflow and a size never passes for a negative int64_t. */
-#define H1_CHUNK_DIGITS   16
+#define H1_CHUNK_DIGITS 16
 #define H1_CHUNK_SIZE_MAX ((uint64_t)1 << 62)
 /* A size line with extensions longer than this is an attack, not a client. */
 #define H1_CHUNK_LINE_MAX 4096
-#define H1_TRAILER_MAX    16384
+#define H1_TRAILER_MAX 16384
 
 /* Content-Length has at most 18 digits, which always fits in int64_t. */
 #define H1_CL_DIGITS 18
 
 /* Connection options, as bits. */
-#define H1_CONN_CLOSE     0x01
+#define H1_CONN_CLOSE 0x01
 #define H1_CONN_KEEPALIVE 0x02
-#define H1_CONN_UPGRADE   0x04
-#define H1_CONN_OTHER     0x08  /* names another field: second pass */
+#define H1_CONN_UPGRADE 0x04
+#define H1_CONN_OTHER 0x08 /* names another field: second pass */
 
 /* Transfer-Encoding list, over all TE fields of a message. */
 typedef struct h1_te_s {
-    unsigned codings;       /* elements seen */
-    unsigned chunked;       /* how many of them are "chunked" */
-    unsigned last_chunked:1;
+    unsigned codings; /* elements seen */
+    unsigned chunked; /* how many of them are "chunked" */
+    unsigned last_chunked : 1;
 } h1_te_t;
 
 /* What the semantic pass learns from the fields of a message. */
 typedef struct h1_fields_s {
-    int64_t cl;             /* -1 when absent */
-    unsigned te_seen:1;
-    unsigned expect_100:1;
-    unsigned upgrade_seen:1;
-    unsigned conn;          /* H1_CONN_* */
+    int64_t cl; /* -1 when absent */
+    unsigned te_seen : 1;
+    unsigned expect_100 : 1;
+    unsigned upgrade_seen : 1;
+    unsigned conn; /* H1_CONN_* */
     unsigned hosts;
     h1_te_t te;
     mg_str_t host;
@@ -120,7 +120,7 @@ typedef struct h1_fields_s {
  * Word-at-a-time tests (the classic "has a byte less than n" trick): exact
  * about whether any byte of |x| matches, which is all the fast paths need.
  */
-#define H1_ONES  0x0101010101010101ULL
+#define H1_ONES 0x0101010101010101ULL
 #define H1_HIGHS 0x8080808080808080ULL
 
 static inline uint64_t
@@ -166,9 +166,8 @@ h1_skip_target(const char *p, const char *end)
 
     while (end - p >= 8) {
         memcpy(&x, p, 8);
-        if (h1_has_less(x, 0x21) | (x & H1_HIGHS) | h1_has_byte(x, 0x7f)
-            | h1_has_byte(x, '#'))
-        {
+        if (h1_has_less(x, 0x21) | (x & H1_HIGHS) | h1_has_byte(x, 0x7f) |
+            h1_has_byte(x, '#')) {
             break;
         }
         p += 8;
@@ -193,7 +192,7 @@ h1_lower_eq(const char *s, const char *lit, size_t n)
     return 1;
 }
 
-#define h1_lower_eq_lit(s, n, lit) \
+#define h1_lower_eq_lit(s, n, lit)                                             \
     ((n) == sizeof(lit) - 1 && h1_lower_eq((s), (lit), sizeof(lit) - 1))
 
 /* Maps a field name (a valid token) to its MG_H1_HDR_* id. */
@@ -449,9 +448,8 @@ h1_host_valid(const char *s, size_t n, int need_port)
         while (p < end && h1_is(*p, H1_HOST)) {
             if (*p == '%') {
                 /* pct-encoded = "%" HEXDIG HEXDIG */
-                if (end - p < 3 || !h1_is(p[1], H1_HEX)
-                    || !h1_is(p[2], H1_HEX))
-                {
+                if (end - p < 3 || !h1_is(p[1], H1_HEX) ||
+                    !h1_is(p[2], H1_HEX)) {
                     return 0;
                 }
                 p += 2;
@@ -551,10 +549,9 @@ h1_parse_te(mg_str_t v, h1_te_t *te)
             if (chunked) {
                 return MG_ERROR;
             }
-            while (p < end && *p != ','
-                   && (h1_is(*p, H1_TCHAR) || *p == '=' || *p == ';'
-                       || h1_is_ws(*p)))
-            {
+            while (p < end && *p != ',' &&
+                   (h1_is(*p, H1_TCHAR) || *p == '=' || *p == ';' ||
+                    h1_is_ws(*p))) {
                 p++;
             }
         }
@@ -659,15 +656,13 @@ h1_mark_connection(mg_h1_header_t *hdrs, unsigned nh)
             if (n == 0) {
                 break;
             }
-            if (h1_lower_eq_lit(t, n, "host")
-                || h1_lower_eq_lit(t, n, "content-length"))
-            {
+            if (h1_lower_eq_lit(t, n, "host") ||
+                h1_lower_eq_lit(t, n, "content-length")) {
                 return MG_ERROR;
             }
             for (j = 0; j < nh; j++) {
-                if (!hdrs[j].hop_by_hop && hdrs[j].name.len == n
-                    && h1_token_caseeq(hdrs[j].name.data, t, n))
-                {
+                if (!hdrs[j].hop_by_hop && hdrs[j].name.len == n &&
+                    h1_token_caseeq(hdrs[j].name.data, t, n)) {
                     hdrs[j].hop_by_hop = 1;
                 }
             }
@@ -775,9 +770,8 @@ mg_h1_find_head_end(const char *buf, size_t len, size_t *scanned)
              * it would have ended the scan already.
              */
             c = (size_t)(lf - 1 - buf);
-            if (!((c & 1) == 0
-                  && (c == 0 || (buf[c - 2] == '\r' && buf[c - 1] == '\n'))))
-            {
+            if (!((c & 1) == 0 &&
+                  (c == 0 || (buf[c - 2] == '\r' && buf[c - 1] == '\n')))) {
                 *scanned = len;
                 return (long)(c + 4);
             }
@@ -983,9 +977,8 @@ mg_h1_parse_request(mg_h1_request_t *r, const char *buf, size_t len,
     if (f.hosts > 1 || (f.hosts == 0 && minor == 1)) {
         return MG_H1_ERR_BAD_REQUEST;
     }
-    if (f.hosts == 1 && f.host.len > 0
-        && !h1_host_valid(f.host.data, f.host.len, 0))
-    {
+    if (f.hosts == 1 && f.host.len > 0 &&
+        !h1_host_valid(f.host.data, f.host.len, 0)) {
         return MG_H1_ERR_BAD_REQUEST;
     }
     if (r->host.data == NULL) {
@@ -1019,11 +1012,10 @@ mg_h1_parse_request(mg_h1_request_t *r, const char *buf, size_t len,
         /* 1.0 senders don't know Upgrade or Expect (RFC 9110 §7.8,
          * §10.1.1), so only 1.1 requests get them. */
         r->upgrade = (f.conn & H1_CONN_UPGRADE) && f.upgrade_seen;
-        r->expect_continue = f.expect_100
-                             && r->body_kind != MG_H1_BODY_NONE;
+        r->expect_continue = f.expect_100 && r->body_kind != MG_H1_BODY_NONE;
     } else {
-        r->keep_alive = (f.conn & (H1_CONN_KEEPALIVE | H1_CONN_CLOSE))
-                        == H1_CONN_KEEPALIVE;
+        r->keep_alive =
+            (f.conn & (H1_CONN_KEEPALIVE | H1_CONN_CLOSE)) == H1_CONN_KEEPALIVE;
     }
     if (r->upgrade) {
         r->upgrade_protocol = f.upgrade;
@@ -1093,8 +1085,8 @@ mg_h1_parse_response(mg_h1_response_t *resp, const char *buf, size_t len,
     if (p == end) {
         goto incomplete;
     }
-    status = (unsigned)(s[0] - '0') * 100 + (unsigned)(s[1] - '0') * 10
-             + (unsigned)(s[2] - '0');
+    status = (unsigned)(s[0] - '0') * 100 + (unsigned)(s[1] - '0') * 10 +
+             (unsigned)(s[2] - '0');
     if (status < 100) {
         return MG_H1_ERR_BAD_RESPONSE;
     }
@@ -1148,15 +1140,14 @@ mg_h1_parse_response(mg_h1_response_t *resp, const char *buf, size_t len,
     resp->content_length = f.cl;
 
     /* Message body length, RFC 9112 §6.3 in its order. */
-    if (method_id == MG_H1_METHOD_HEAD || status < 200 || status == 204
-        || status == 304)
-    {
+    if (method_id == MG_H1_METHOD_HEAD || status < 200 || status == 204 ||
+        status == 304) {
         resp->body_kind = MG_H1_BODY_NONE;
     } else if (method_id == MG_H1_METHOD_CONNECT && status < 300) {
         resp->body_kind = MG_H1_BODY_NONE;
     } else if (f.te_seen) {
-        resp->body_kind = f.te.last_chunked ? MG_H1_BODY_CHUNKED
-                                            : MG_H1_BODY_CLOSE;
+        resp->body_kind =
+            f.te.last_chunked ? MG_H1_BODY_CHUNKED : MG_H1_BODY_CLOSE;
     } else if (f.cl >= 0) {
         resp->body_kind = MG_H1_BODY_LENGTH;
     } else {
@@ -1166,8 +1157,8 @@ mg_h1_parse_response(mg_h1_response_t *resp, const char *buf, size_t len,
     if (minor == 1) {
         resp->keep_alive = !(f.conn & H1_CONN_CLOSE);
     } else {
-        resp->keep_alive = (f.conn & (H1_CONN_KEEPALIVE | H1_CONN_CLOSE))
-                           == H1_CONN_KEEPALIVE;
+        resp->keep_alive =
+            (f.conn & (H1_CONN_KEEPALIVE | H1_CONN_CLOSE)) == H1_CONN_KEEPALIVE;
     }
     if (resp->body_kind == MG_H1_BODY_CLOSE) {
         resp->keep_alive = 0;
@@ -1190,29 +1181,29 @@ incomplete:
  * BWS may only precede ";" or "=", never the CRLF.
  */
 enum {
-    H1_CH_SIZE_FIRST = 0,   /* zeroed state: first HEXDIG of chunk-size */
-    H1_CH_SIZE,             /* more HEXDIG, ";", BWS or CR */
-    H1_CH_EXT_SEMI,         /* BWS that must end in ";" */
-    H1_CH_EXT_NAME_PRE,     /* after ";": BWS, then the name */
+    H1_CH_SIZE_FIRST = 0, /* zeroed state: first HEXDIG of chunk-size */
+    H1_CH_SIZE,           /* more HEXDIG, ";", BWS or CR */
+    H1_CH_EXT_SEMI,       /* BWS that must end in ";" */
+    H1_CH_EXT_NAME_PRE,   /* after ";": BWS, then the name */
     H1_CH_EXT_NAME,
-    H1_CH_EXT_NAME_WS,      /* BWS after the name: "=" or ";" next */
-    H1_CH_EXT_VAL_PRE,      /* after "=": BWS, then token or quoted-string */
+    H1_CH_EXT_NAME_WS, /* BWS after the name: "=" or ";" next */
+    H1_CH_EXT_VAL_PRE, /* after "=": BWS, then token or quoted-string */
     H1_CH_EXT_VAL_TOKEN,
     H1_CH_EXT_VAL_QS,
-    H1_CH_EXT_VAL_QP,       /* after a backslash in the quoted-string */
+    H1_CH_EXT_VAL_QP, /* after a backslash in the quoted-string */
     H1_CH_EXT_VAL_QEND,
     H1_CH_SIZE_LF,
     H1_CH_DATA,
     H1_CH_DATA_CR,
     H1_CH_DATA_LF,
-    H1_CH_TRAILER,          /* start of a trailer line, or the final CRLF */
+    H1_CH_TRAILER, /* start of a trailer line, or the final CRLF */
     H1_CH_TRAILER_NAME,
     H1_CH_TRAILER_VALUE,
     H1_CH_TRAILER_LF,
     H1_CH_FINAL_LF,
     H1_CH_DONE,
-    H1_CH_ERROR,            /* sticky: the message is malformed */
-    H1_CH_TOO_LARGE         /* sticky: over max_body */
+    H1_CH_ERROR,    /* sticky: the message is malformed */
+    H1_CH_TOO_LARGE /* sticky: over max_body */
 };
 
 static inline unsigned
@@ -1222,9 +1213,8 @@ h1_hex_value(unsigned char c)
 }
 
 int
-mg_h1_chunked_parse(mg_h1_chunked_t *st, char *p, size_t len,
-                    size_t *consumed, size_t *out_len, int decode,
-                    int64_t max_body)
+mg_h1_chunked_parse(mg_h1_chunked_t *st, char *p, size_t len, size_t *consumed,
+                    size_t *out_len, int decode, int64_t max_body)
 {
     char *start = p, *end = p + len, *out = p;
     unsigned state = st->state;
@@ -1273,9 +1263,8 @@ mg_h1_chunked_parse(mg_h1_chunked_t *st, char *p, size_t len,
         case H1_CH_SIZE:
             if (h1_is(c, H1_HEX)) {
                 /* At most 16 digits, and the value stays below 2^62. */
-                if (++st->size_digits > H1_CHUNK_DIGITS
-                    || st->chunk_left >= (H1_CHUNK_SIZE_MAX >> 4))
-                {
+                if (++st->size_digits > H1_CHUNK_DIGITS ||
+                    st->chunk_left >= (H1_CHUNK_SIZE_MAX >> 4)) {
                     state = H1_CH_ERROR;
                     break;
                 }
@@ -1378,9 +1367,8 @@ mg_h1_chunked_parse(mg_h1_chunked_t *st, char *p, size_t len,
                 state = H1_CH_TRAILER;
                 break;
             }
-            if (max_body > 0
-                && st->data_total + st->chunk_left > (uint64_t)max_body)
-            {
+            if (max_body > 0 &&
+                st->data_total + st->chunk_left > (uint64_t)max_body) {
                 state = H1_CH_TOO_LARGE;
                 break;
             }

@@ -17,13 +17,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define fuzz_assert(c)                                                       \
-    do {                                                                     \
-        if (!(c)) {                                                          \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__,       \
-                    __LINE__, #c);                                           \
-            abort();                                                         \
-        }                                                                    \
+#define fuzz_assert(c)                                                         \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__,         \
+                    __LINE__, #c);                                             \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 static mg_h1_request_t fuzz_rq;
@@ -41,8 +41,7 @@ fuzz_str_inside(mg_str_t s, const char *buf, size_t len)
 }
 
 static void
-fuzz_headers(const mg_h1_header_t *h, unsigned n, const char *buf,
-             size_t len)
+fuzz_headers(const mg_h1_header_t *h, unsigned n, const char *buf, size_t len)
 {
     unsigned i;
 
@@ -57,15 +56,14 @@ fuzz_headers(const mg_h1_header_t *h, unsigned n, const char *buf,
 static int
 fuzz_is_request_err(int rc)
 {
-    return rc == MG_H1_ERR_BAD_REQUEST || rc == MG_H1_ERR_URI_TOO_LONG
-           || rc == MG_H1_ERR_HEADERS_TOO_LARGE
-           || rc == MG_H1_ERR_BODY_TOO_LARGE
-           || rc == MG_H1_ERR_NOT_IMPLEMENTED || rc == MG_H1_ERR_VERSION;
+    return rc == MG_H1_ERR_BAD_REQUEST || rc == MG_H1_ERR_URI_TOO_LONG ||
+           rc == MG_H1_ERR_HEADERS_TOO_LARGE ||
+           rc == MG_H1_ERR_BODY_TOO_LARGE || rc == MG_H1_ERR_NOT_IMPLEMENTED ||
+           rc == MG_H1_ERR_VERSION;
 }
 
 static void
-fuzz_request(const char *buf, size_t len, const mg_h1_limits_t *lim,
-             unsigned k)
+fuzz_request(const char *buf, size_t len, const mg_h1_limits_t *lim, unsigned k)
 {
     size_t scanned = 0, i;
     long end, step;
@@ -85,17 +83,17 @@ fuzz_request(const char *buf, size_t len, const mg_h1_limits_t *lim,
     fuzz_str_inside(fuzz_rq.host, buf, len);
     fuzz_str_inside(fuzz_rq.upgrade_protocol, buf, len);
     fuzz_assert(fuzz_rq.version_minor <= 1);
-    fuzz_assert(fuzz_rq.method_id >= MG_H1_METHOD_OTHER
-                && fuzz_rq.method_id <= MG_H1_METHOD_TRACE);
-    fuzz_assert(fuzz_rq.body_kind == MG_H1_BODY_NONE
-                || fuzz_rq.body_kind == MG_H1_BODY_LENGTH
-                || fuzz_rq.body_kind == MG_H1_BODY_CHUNKED);
-    fuzz_assert(fuzz_rq.body_kind != MG_H1_BODY_LENGTH
-                || fuzz_rq.content_length > 0);
+    fuzz_assert(fuzz_rq.method_id >= MG_H1_METHOD_OTHER &&
+                fuzz_rq.method_id <= MG_H1_METHOD_TRACE);
+    fuzz_assert(fuzz_rq.body_kind == MG_H1_BODY_NONE ||
+                fuzz_rq.body_kind == MG_H1_BODY_LENGTH ||
+                fuzz_rq.body_kind == MG_H1_BODY_CHUNKED);
+    fuzz_assert(fuzz_rq.body_kind != MG_H1_BODY_LENGTH ||
+                fuzz_rq.content_length > 0);
     fuzz_assert(fuzz_rq.content_length >= -1);
     fuzz_assert(!fuzz_rq.upgrade || fuzz_rq.version_minor == 1);
-    fuzz_assert(!fuzz_rq.expect_continue
-                || fuzz_rq.body_kind != MG_H1_BODY_NONE);
+    fuzz_assert(!fuzz_rq.expect_continue ||
+                fuzz_rq.body_kind != MG_H1_BODY_NONE);
 
     /* The head alone parses the same; a strict prefix of it is incomplete,
      * since nothing in a valid head can be an error early. */
@@ -149,11 +147,11 @@ fuzz_response(const char *buf, size_t len, unsigned method, size_t max)
     fuzz_headers(fuzz_rs.headers, fuzz_rs.nheaders, buf, len);
     fuzz_str_inside(fuzz_rs.reason, buf, len);
     fuzz_assert(fuzz_rs.status >= 100 && fuzz_rs.status <= 999);
-    fuzz_assert(fuzz_rs.body_kind >= MG_H1_BODY_NONE
-                && fuzz_rs.body_kind <= MG_H1_BODY_CLOSE);
+    fuzz_assert(fuzz_rs.body_kind >= MG_H1_BODY_NONE &&
+                fuzz_rs.body_kind <= MG_H1_BODY_CLOSE);
     fuzz_assert(fuzz_rs.body_kind != MG_H1_BODY_CLOSE || !fuzz_rs.keep_alive);
-    fuzz_assert(fuzz_rs.body_kind != MG_H1_BODY_LENGTH
-                || fuzz_rs.content_length >= 0);
+    fuzz_assert(fuzz_rs.body_kind != MG_H1_BODY_LENGTH ||
+                fuzz_rs.content_length >= 0);
     rc2 = mg_h1_parse_response(&fuzz_rs, buf, (size_t)rc - 1, method, max);
     fuzz_assert(rc2 == MG_AGAIN);
 }
@@ -165,8 +163,7 @@ fuzz_response(const char *buf, size_t len, unsigned method, size_t max)
  */
 static int
 fuzz_chunked_run(const char *in, size_t len, size_t cut, int decode,
-                 int64_t max_body, char *out, size_t *out_total,
-                 size_t *total)
+                 int64_t max_body, char *out, size_t *out_total, size_t *total)
 {
     mg_h1_chunked_t st;
     size_t pos = 0, ends[2], c, o;
@@ -192,9 +189,9 @@ fuzz_chunked_run(const char *in, size_t len, size_t cut, int decode,
         fuzz_assert(c <= ends[i] - pos);
         fuzz_assert(o <= c);
         fuzz_assert(rc != MG_AGAIN || c == ends[i] - pos);
-        fuzz_assert(rc == MG_AGAIN || rc == MG_OK
-                    || rc == MG_H1_ERR_BAD_REQUEST
-                    || rc == MG_H1_ERR_BODY_TOO_LARGE);
+        fuzz_assert(rc == MG_AGAIN || rc == MG_OK ||
+                    rc == MG_H1_ERR_BAD_REQUEST ||
+                    rc == MG_H1_ERR_BODY_TOO_LARGE);
         fuzz_assert(decode || o == 0);
         if (decode) {
             memcpy(out + *out_total, work + pos, o);

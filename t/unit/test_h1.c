@@ -83,8 +83,9 @@ test_request_valid(void)
     is_int(rq.expect_continue, 0, "GET: no expect");
     is_int(rq.upgrade, 0, "GET: no upgrade");
     is_int(rq.nheaders, 2, "GET: two fields");
-    ok(str_is(rq.headers[1].name, "User-Agent")
-       && str_is(rq.headers[1].value, "t"), "GET: field name and value");
+    ok(str_is(rq.headers[1].name, "User-Agent") &&
+           str_is(rq.headers[1].value, "t"),
+       "GET: field name and value");
 
     rc = req("GET /p? HTTP/1.1\r\nHost: a\r\n\r\n");
     ok(rc > 0 && str_is(rq.path, "/p") && str_is(rq.query, ""),
@@ -101,11 +102,13 @@ test_request_valid(void)
     ok(rc > 0 && rq.body_kind == MG_H1_BODY_NONE && rq.content_length == 0,
        "Content-Length 0: no body, content_length 0");
 
-    rc = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    rc =
+        req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
     ok(rc > 0, "chunked POST parses");
     is_int(rq.body_kind, MG_H1_BODY_CHUNKED, "chunked POST: body_kind");
     is_int(rq.content_length, -1, "chunked POST: no content_length");
-    rc = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ChUnKeD\r\n\r\n");
+    rc =
+        req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ChUnKeD\r\n\r\n");
     ok(rc > 0 && rq.body_kind == MG_H1_BODY_CHUNKED,
        "chunked is case-insensitive");
 
@@ -119,10 +122,11 @@ test_request_valid(void)
     ok(str_is(rq.target, "http://Origin.example:8080/a/b?x=y"),
        "absolute-form: target as sent");
     rc = req("GET HTTPS://h.example HTTP/1.1\r\nHost: h.example\r\n\r\n");
-    ok(rc > 0 && str_is(rq.host, "h.example") && str_is(rq.path, "/")
-       && str_is(rq.query, ""), "absolute-form without path gets '/'");
-    ok(rc > 0 && rq.path.data >= rq.target.data
-       && rq.path.data < rq.target.data + rq.target.len,
+    ok(rc > 0 && str_is(rq.host, "h.example") && str_is(rq.path, "/") &&
+           str_is(rq.query, ""),
+       "absolute-form without path gets '/'");
+    ok(rc > 0 && rq.path.data >= rq.target.data &&
+           rq.path.data < rq.target.data + rq.target.len,
        "absolute-form: '/' points into the buffer");
     rc = req("GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n");
     ok(rc > 0 && str_is(rq.path, "/") && str_is(rq.query, "q"),
@@ -144,8 +148,8 @@ test_request_valid(void)
     is_int(req(s), strlen(s) - 6, "body bytes are not part of the head");
 
     rc = req("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
-    ok(rc > 0 && rq.method_id == MG_H1_METHOD_OPTIONS
-       && str_is(rq.path, "*"), "OPTIONS * accepted");
+    ok(rc > 0 && rq.method_id == MG_H1_METHOD_OPTIONS && str_is(rq.path, "*"),
+       "OPTIONS * accepted");
 
     rc = req("CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n"
              "Content-Length: 10\r\n\r\n");
@@ -191,10 +195,10 @@ test_request_valid(void)
 static void
 test_bad_byte_positions(void)
 {
-    static const unsigned char value_bad[] = { 0x00, 0x01, 0x0a, 0x0d, 0x1f,
-                                               0x7f };
-    static const unsigned char target_bad[] = { 0x00, 0x09, 0x0d, 0x20, 0x23,
-                                                0x7f, 0x80, 0xff };
+    static const unsigned char value_bad[] = {0x00, 0x01, 0x0a,
+                                              0x0d, 0x1f, 0x7f};
+    static const unsigned char target_bad[] = {0x00, 0x09, 0x0d, 0x20,
+                                               0x23, 0x7f, 0x80, 0xff};
     char buf[128], good[128];
     unsigned i, pos, bad = 0, fine = 0;
     size_t n;
@@ -202,7 +206,8 @@ test_bad_byte_positions(void)
 
     for (pos = 0; pos < 24; pos++) {
         for (i = 0; i < sizeof(value_bad); i++) {
-            n = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\n"
+            n = (size_t)snprintf(buf, sizeof(buf),
+                                 "GET / HTTP/1.1\r\n"
                                  "Host: a\r\nX: %s\r\n\r\n",
                                  "abcdefghijklmnopqrstuvwx");
             buf[28 + pos] = (char)value_bad[i];
@@ -212,14 +217,14 @@ test_bad_byte_positions(void)
             n = (size_t)snprintf(buf, sizeof(buf), "HTTP/1.1 200 %s\r\n\r\n",
                                  "abcdefghijklmnopqrstuvwx");
             buf[13 + pos] = (char)value_bad[i];
-            if (mg_h1_parse_response(&rs, buf, n, 0, 0)
-                != MG_H1_ERR_BAD_RESPONSE)
-            {
+            if (mg_h1_parse_response(&rs, buf, n, 0, 0) !=
+                MG_H1_ERR_BAD_RESPONSE) {
                 bad++;
             }
         }
         for (i = 0; i < sizeof(target_bad); i++) {
-            n = (size_t)snprintf(buf, sizeof(buf), "GET /%s HTTP/1.1\r\n"
+            n = (size_t)snprintf(buf, sizeof(buf),
+                                 "GET /%s HTTP/1.1\r\n"
                                  "Host: a\r\n\r\n",
                                  "abcdefghijklmnopqrstuvwx");
             buf[5 + pos] = (char)target_bad[i];
@@ -229,7 +234,8 @@ test_bad_byte_positions(void)
         }
         /* The same positions with allowed bytes: HTAB and obs-text in a
          * value, '~' in a target. */
-        n = (size_t)snprintf(good, sizeof(good), "GET /%s HTTP/1.1\r\n"
+        n = (size_t)snprintf(good, sizeof(good),
+                             "GET /%s HTTP/1.1\r\n"
                              "Host: a\r\nX: %s\r\n\r\n",
                              "abcdefghijklmnopqrstuvwx",
                              "abcdefghijklmnopqrstuvwx");
@@ -305,8 +311,7 @@ test_request_reject(void)
     /* field syntax */
     req_err("GET / HTTP/1.1\r\nHost : a\r\n\r\n", BAD, "SP before colon");
     req_err("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", BAD, "HTAB before colon");
-    req_err("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", BAD,
-            "obs-fold");
+    req_err("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", BAD, "obs-fold");
     req_err("GET / HTTP/1.1\r\nX: b\r\n\tc\r\nHost: a\r\n\r\n", BAD,
             "obs-fold with HTAB");
     req_err("GET / HTTP/1.1\r\n Host: a\r\n\r\n", BAD,
@@ -314,9 +319,9 @@ test_request_reject(void)
     req_err("GET / HTTP/1.1\r\n: a\r\nHost: a\r\n\r\n", BAD, "empty name");
     req_err("GET / HTTP/1.1\r\nHo(st: a\r\n\r\n", BAD, "name not a token");
     req_err("GET / HTTP/1.1\r\nHost a\r\n\r\n", BAD, "no colon");
-    is_int(mg_h1_parse_request(&rq,
-                               "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
-                               35, NULL), BAD, "NUL in value");
+    is_int(mg_h1_parse_request(
+               &rq, "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 35, NULL),
+           BAD, "NUL in value");
     req_err("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01\r\n\r\n", BAD,
             "CTL in value");
     req_err("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", BAD,
@@ -342,30 +347,36 @@ test_request_reject(void)
     req_err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", BAD,
             "CL with empty list element");
     req_err("POST / HTTP/1.1\r\nHost: a\r\n"
-            "Content-Length: 1234567890123456789\r\n\r\n", BAD,
-            "CL of 19 digits");
+            "Content-Length: 1234567890123456789\r\n\r\n",
+            BAD, "CL of 19 digits");
     req_err("POST / HTTP/1.1\r\nHost: a\r\n"
-            "Content-Length: 99999999999999999999999\r\n\r\n", BAD,
-            "CL overflow");
+            "Content-Length: 99999999999999999999999\r\n\r\n",
+            BAD, "CL overflow");
     is_int(req("POST / HTTP/1.1\r\nHost: a\r\n"
-               "Content-Length: 999999999999999999\r\n\r\n") > 0, 1,
-           "CL of 18 digits");
+               "Content-Length: 999999999999999999\r\n\r\n") > 0,
+           1, "CL of 18 digits");
     is_int(rq.content_length, 999999999999999999LL, "CL of 18 digits value");
-    is_int(req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7,7\r\n\r\n")
-           > 0 && rq.content_length == 7, 1, "CL list of identical values");
+    is_int(req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7,7\r\n\r\n") >
+                   0 &&
+               rq.content_length == 7,
+           1, "CL list of identical values");
     is_int(req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n"
-               "Content-Length: 7\r\n\r\n") > 0 && rq.content_length == 7, 1,
-           "identical CL fields");
+               "Content-Length: 7\r\n\r\n") > 0 &&
+               rq.content_length == 7,
+           1, "identical CL fields");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 8\r\n\r\n", BAD,
             "CL list of different values");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n"
-            "Content-Length: 8\r\n\r\n", BAD, "different CL fields");
+            "Content-Length: 8\r\n\r\n",
+            BAD, "different CL fields");
 
     /* Transfer-Encoding */
     req_err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n", BAD, "CL with TE");
+            "Transfer-Encoding: chunked\r\n\r\n",
+            BAD, "CL with TE");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-            "Content-Length: 5\r\n\r\n", BAD, "TE with CL");
+            "Content-Length: 5\r\n\r\n",
+            BAD, "TE with CL");
     req_err("POST / HTTP/1.1\r\nHost: a\r\n"
             "Transfer-Encoding: gzip, chunked\r\n\r\n",
             MG_H1_ERR_NOT_IMPLEMENTED, "gzip, chunked is 501");
@@ -373,28 +384,33 @@ test_request_reject(void)
             "Transfer-Encoding: chunked\r\n\r\n",
             MG_H1_ERR_NOT_IMPLEMENTED, "gzip then chunked fields is 501");
     req_err("POST / HTTP/1.1\r\nHost: a\r\n"
-            "Transfer-Encoding: chunked, gzip\r\n\r\n", BAD,
-            "chunked not last");
+            "Transfer-Encoding: chunked, gzip\r\n\r\n",
+            BAD, "chunked not last");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
             BAD, "no chunked at all");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n"
-            "\r\n", BAD, "identity");
+            "\r\n",
+            BAD, "identity");
     req_err("POST / HTTP/1.1\r\nHost: a\r\n"
-            "Transfer-Encoding: chunked, chunked\r\n\r\n", BAD,
-            "chunked twice");
+            "Transfer-Encoding: chunked, chunked\r\n\r\n",
+            BAD, "chunked twice");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n", BAD,
-            "chunked twice in two fields");
+            "Transfer-Encoding: chunked\r\n\r\n",
+            BAD, "chunked twice in two fields");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", BAD,
             "empty TE");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n"
-            "\r\n", BAD, "TE with empty element");
+            "\r\n",
+            BAD, "TE with empty element");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;a=b\r\n"
-            "\r\n", BAD, "chunked with a parameter");
+            "\r\n",
+            BAD, "chunked with a parameter");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n"
-            "\r\n", BAD, "quoted chunked");
+            "\r\n",
+            BAD, "quoted chunked");
     req_err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n"
-            "\r\n", BAD, "xchunked");
+            "\r\n",
+            BAD, "xchunked");
     req_err("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", BAD,
             "TE on HTTP/1.0");
 
@@ -425,8 +441,8 @@ test_request_reject(void)
     req_err("GET / HTTP/1.1\r\nHost: a\r\nConnection: close, @\r\n\r\n", BAD,
             "Connection with a non-token");
     req_err("GET / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n"
-            "Content-Length: 1\r\n\r\n", BAD,
-            "Connection naming Content-Length");
+            "Content-Length: 1\r\n\r\n",
+            BAD, "Connection naming Content-Length");
     req_err("GET / HTTP/1.1\r\nHost: a\r\nConnection: HOST\r\n\r\n", BAD,
             "Connection naming Host");
 
@@ -462,7 +478,7 @@ test_request_limits(void)
 
     memset(buf, 'a', sizeof(buf));
     memcpy(buf, "GET /", 5);
-    n = 5 + 8192 - 14;  /* "GET " + target + " HTTP/1.1" = 8192 */
+    n = 5 + 8192 - 14; /* "GET " + target + " HTTP/1.1" = 8192 */
     memcpy(buf + n, " HTTP/1.1\r\nHost: a\r\n\r\n", 23);
     rc = mg_h1_parse_request(&rq, buf, n + 23, NULL);
     ok(rc > 0, "default request line limit: 8192 accepted");
@@ -539,7 +555,8 @@ test_request_limits(void)
                  &lim);
     is_int(rc, MG_H1_ERR_BODY_TOO_LARGE, "CL over max_body_size: 413");
     rc = req_lim("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n"
-                 "Content-Length: 102\r\n\r\n", &lim);
+                 "Content-Length: 102\r\n\r\n",
+                 &lim);
     is_int(rc, BAD, "conflicting CL is 400 before 413");
     rc = req("POST / HTTP/1.1\r\nHost: a\r\n"
              "Content-Length: 999999999999999999\r\n\r\n");
@@ -554,25 +571,25 @@ test_request_headers(void)
         unsigned id;
         unsigned hop;
     } ids[] = {
-        { "host", MG_H1_HDR_HOST, 0 },
-        { "CONNECTION", MG_H1_HDR_CONNECTION, 1 },
-        { "Content-Length", MG_H1_HDR_CONTENT_LENGTH, 0 },
-        { "Transfer-Encoding", MG_H1_HDR_TRANSFER_ENCODING, 1 },
-        { "Upgrade", MG_H1_HDR_UPGRADE, 1 },
-        { "Expect", MG_H1_HDR_EXPECT, 0 },
-        { "Keep-Alive", MG_H1_HDR_KEEP_ALIVE, 1 },
-        { "Proxy-Connection", MG_H1_HDR_PROXY_CONNECTION, 1 },
-        { "TE", MG_H1_HDR_TE, 1 },
-        { "Trailer", MG_H1_HDR_TRAILER, 1 },
-        { "Proxy-Authorization", MG_H1_HDR_PROXY_AUTHORIZATION, 0 },
-        { "Proxy-Authenticate", MG_H1_HDR_PROXY_AUTHENTICATE, 0 },
-        { "X-Forwarded-For", MG_H1_HDR_X_FORWARDED_FOR, 0 },
-        { "x-forwarded-proto", MG_H1_HDR_X_FORWARDED_PROTO, 0 },
-        { "Via", MG_H1_HDR_VIA, 0 },
-        { "X-Request-Id", MG_H1_HDR_X_REQUEST_ID, 0 },
-        { "X-Other", MG_H1_HDR_OTHER, 0 },
-        { "Hosts", MG_H1_HDR_OTHER, 0 },
-        { "Tf", MG_H1_HDR_OTHER, 0 },
+        {"host", MG_H1_HDR_HOST, 0},
+        {"CONNECTION", MG_H1_HDR_CONNECTION, 1},
+        {"Content-Length", MG_H1_HDR_CONTENT_LENGTH, 0},
+        {"Transfer-Encoding", MG_H1_HDR_TRANSFER_ENCODING, 1},
+        {"Upgrade", MG_H1_HDR_UPGRADE, 1},
+        {"Expect", MG_H1_HDR_EXPECT, 0},
+        {"Keep-Alive", MG_H1_HDR_KEEP_ALIVE, 1},
+        {"Proxy-Connection", MG_H1_HDR_PROXY_CONNECTION, 1},
+        {"TE", MG_H1_HDR_TE, 1},
+        {"Trailer", MG_H1_HDR_TRAILER, 1},
+        {"Proxy-Authorization", MG_H1_HDR_PROXY_AUTHORIZATION, 0},
+        {"Proxy-Authenticate", MG_H1_HDR_PROXY_AUTHENTICATE, 0},
+        {"X-Forwarded-For", MG_H1_HDR_X_FORWARDED_FOR, 0},
+        {"x-forwarded-proto", MG_H1_HDR_X_FORWARDED_PROTO, 0},
+        {"Via", MG_H1_HDR_VIA, 0},
+        {"X-Request-Id", MG_H1_HDR_X_REQUEST_ID, 0},
+        {"X-Other", MG_H1_HDR_OTHER, 0},
+        {"Hosts", MG_H1_HDR_OTHER, 0},
+        {"Tf", MG_H1_HDR_OTHER, 0},
     };
     const mg_h1_header_t *h;
     char buf[256];
@@ -596,8 +613,8 @@ test_request_headers(void)
         }
         rc = req(buf);
         h = req_header(ids[i].name);
-        ok(rc > 0 && h != NULL && h->id == ids[i].id
-           && h->hop_by_hop == ids[i].hop,
+        ok(rc > 0 && h != NULL && h->id == ids[i].id &&
+               h->hop_by_hop == ids[i].hop,
            "%s: id %u, hop-by-hop %u", ids[i].name, ids[i].id, ids[i].hop);
     }
 
@@ -741,13 +758,13 @@ test_find_head_end(void)
     scanned = 0;
     rc = mg_h1_find_head_end("GET / HTTP/1.1\nHost: a\n\n", 24, &scanned);
     ok(rc > 0, "bare LF: a head is reported so the parser can refuse it");
-    is_int(mg_h1_parse_request(&rq, "GET / HTTP/1.1\nHost: a\n\n",
-                               (size_t)rc, NULL), BAD,
-           "bare LF head is refused by the parser");
+    is_int(mg_h1_parse_request(&rq, "GET / HTTP/1.1\nHost: a\n\n", (size_t)rc,
+                               NULL),
+           BAD, "bare LF head is refused by the parser");
     scanned = 0;
-    is_int(mg_h1_find_head_end("GET / HTTP/1.1\r\n\rX: a\r\n\r\n", 25,
-                               &scanned),
-           25, "CRLF CR is not the end of a head");
+    is_int(
+        mg_h1_find_head_end("GET / HTTP/1.1\r\n\rX: a\r\n\r\n", 25, &scanned),
+        25, "CRLF CR is not the end of a head");
     scanned = 0;
     is_int(mg_h1_find_head_end("GET / HTTP/1.1\r\nHost: a\r\n", 26, &scanned),
            MG_AGAIN, "head not complete");
@@ -780,22 +797,22 @@ test_response(void)
        "status line without SP and reason");
     rc = resp("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", MG_H1_METHOD_GET);
     ok(rc > 0 && rs.status == 404 && rs.reason.len == 0, "empty reason");
-    rc = resp("HTTP/1.1 500 Internal  Server\tError\r\n\r\n",
-              MG_H1_METHOD_GET);
+    rc = resp("HTTP/1.1 500 Internal  Server\tError\r\n\r\n", MG_H1_METHOD_GET);
     ok(rc > 0 && str_is(rs.reason, "Internal  Server\tError"),
        "reason with SP and HTAB");
 
     rc = resp("HTTP/1.1 200 OK\r\n\r\n", MG_H1_METHOD_GET);
     ok(rc > 0 && rs.body_kind == MG_H1_BODY_CLOSE && rs.keep_alive == 0,
        "no length: close-delimited, not reusable");
-    rc = resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
-              MG_H1_METHOD_GET);
+    rc = resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", MG_H1_METHOD_GET);
     ok(rc > 0 && rs.keep_alive == 0, "HTTP/1.0: close by default");
     rc = resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n"
-              "Connection: keep-alive\r\n\r\n", MG_H1_METHOD_GET);
+              "Connection: keep-alive\r\n\r\n",
+              MG_H1_METHOD_GET);
     ok(rc > 0 && rs.keep_alive == 1, "HTTP/1.0 with keep-alive");
     rc = resp("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n"
-              "\r\n", MG_H1_METHOD_GET);
+              "\r\n",
+              MG_H1_METHOD_GET);
     ok(rc > 0 && rs.keep_alive == 0, "Connection: close");
 
     rc = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -811,22 +828,26 @@ test_response(void)
     ok(rc > 0 && rs.body_kind == MG_H1_BODY_CLOSE && rs.keep_alive == 0,
        "chunked not final: read until close");
     is_int(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-                "Content-Length: 5\r\n\r\n", MG_H1_METHOD_GET),
+                "Content-Length: 5\r\n\r\n",
+                MG_H1_METHOD_GET),
            MG_H1_ERR_BAD_RESPONSE, "CL with TE");
     is_int(resp("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                 MG_H1_METHOD_GET),
            MG_H1_ERR_BAD_RESPONSE, "TE in an HTTP/1.0 response");
     is_int(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n"
-                "\r\n", MG_H1_METHOD_GET),
+                "\r\n",
+                MG_H1_METHOD_GET),
            MG_H1_ERR_BAD_RESPONSE, "chunked twice");
     is_int(resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
-                "Content-Length: 6\r\n\r\n", MG_H1_METHOD_GET),
-           MG_H1_ERR_BAD_RESPONSE, "different CL values");
-    is_int(resp("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                "Content-Length: 6\r\n\r\n",
                 MG_H1_METHOD_GET),
-           MG_H1_ERR_BAD_RESPONSE, "invalid CL");
+           MG_H1_ERR_BAD_RESPONSE, "different CL values");
+    is_int(
+        resp("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", MG_H1_METHOD_GET),
+        MG_H1_ERR_BAD_RESPONSE, "invalid CL");
     rc = resp("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n"
-              "Content-Length: 5\r\n\r\n", MG_H1_METHOD_GET);
+              "Content-Length: 5\r\n\r\n",
+              MG_H1_METHOD_GET);
     ok(rc > 0 && rs.content_length == 5, "identical CL values");
 
     rc = resp("HTTP/1.1 204 No Content\r\n\r\n", MG_H1_METHOD_GET);
@@ -834,8 +855,8 @@ test_response(void)
        "204: no body, reusable");
     rc = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
               MG_H1_METHOD_GET);
-    ok(rc > 0 && rs.body_kind == MG_H1_BODY_NONE
-       && rs.content_length == 99, "304: no body despite CL");
+    ok(rc > 0 && rs.body_kind == MG_H1_BODY_NONE && rs.content_length == 99,
+       "304: no body despite CL");
     rc = resp("HTTP/1.1 100 Continue\r\n\r\n", MG_H1_METHOD_POST);
     ok(rc > 0 && rs.status == 100 && rs.body_kind == MG_H1_BODY_NONE,
        "100 Continue");
@@ -844,7 +865,8 @@ test_response(void)
     ok(rc > 0 && rs.body_kind == MG_H1_BODY_NONE && rs.upgrade == 0,
        "103 Early Hints");
     rc = resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-              "Connection: Upgrade\r\n\r\n", MG_H1_METHOD_GET);
+              "Connection: Upgrade\r\n\r\n",
+              MG_H1_METHOD_GET);
     ok(rc > 0 && rs.upgrade == 1 && rs.body_kind == MG_H1_BODY_NONE,
        "101: upgrade");
     rc = resp("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
@@ -865,8 +887,9 @@ test_response(void)
     rc = resp("HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: x-a\r\n"
               "Keep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
               MG_H1_METHOD_GET);
-    ok(rc > 0 && rs.headers[0].hop_by_hop && rs.headers[2].hop_by_hop
-       && !rs.headers[3].hop_by_hop, "response hop-by-hop fields");
+    ok(rc > 0 && rs.headers[0].hop_by_hop && rs.headers[2].hop_by_hop &&
+           !rs.headers[3].hop_by_hop,
+       "response hop-by-hop fields");
 
     is_int(resp("HTTP/1.1 200OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "no SP after status");
@@ -878,14 +901,12 @@ test_response(void)
            "status below 100");
     is_int(resp("HTTP/1.1  200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "two SP before status");
-    is_int(resp("HTTP/2 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
-           "HTTP/2");
+    is_int(resp("HTTP/2 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE, "HTTP/2");
     is_int(resp("HTTP/1.2 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "HTTP/1.2");
     is_int(resp("HTTP/2.0 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "HTTP/2.0");
-    is_int(resp("ICY 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
-           "not HTTP");
+    is_int(resp("ICY 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE, "not HTTP");
     is_int(resp("\r\nHTTP/1.1 200 OK\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "leading empty line");
     is_int(resp("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", 0),
@@ -896,8 +917,8 @@ test_response(void)
            "bare CR in reason");
     is_int(resp("HTTP/1.1 200 O\x01K\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
            "CTL in reason");
-    is_int(resp("HTTP/1.1 200 OK\r\nX : 1\r\n\r\n", 0),
-           MG_H1_ERR_BAD_RESPONSE, "SP before colon");
+    is_int(resp("HTTP/1.1 200 OK\r\nX : 1\r\n\r\n", 0), MG_H1_ERR_BAD_RESPONSE,
+           "SP before colon");
     is_int(resp("HTTP/1.1 200 OK\r\nX: 1\r\n 2\r\n\r\n", 0),
            MG_H1_ERR_BAD_RESPONSE, "obs-fold");
     is_int(resp("HTTP/1.1 200 OK\r\nX: \x7f\r\n\r\n", 0),
@@ -1019,8 +1040,8 @@ test_chunked_splits(const char *msg, const char *data, size_t tail)
         ok(whole.rc == MG_OK && whole.consumed == len - tail,
            "%s: whole message (%s)", data, decode ? "decode" : "forward");
         if (decode) {
-            ok(whole.out_len == strlen(data)
-               && memcmp(whole.out, data, whole.out_len) == 0,
+            ok(whole.out_len == strlen(data) &&
+                   memcmp(whole.out, data, whole.out_len) == 0,
                "%s: decoded data", data);
         }
         is_int(whole.data_total, strlen(data), "%s: data_total", data);
@@ -1029,29 +1050,26 @@ test_chunked_splits(const char *msg, const char *data, size_t tail)
             cuts[0] = i;
             cuts[1] = 0;
             chunk_feed(&part, msg, len, cuts, 0, decode, 0);
-            if (part.rc != whole.rc || part.consumed != whole.consumed
-                || part.out_len != whole.out_len
-                || memcmp(part.out, whole.out, whole.out_len) != 0)
-            {
+            if (part.rc != whole.rc || part.consumed != whole.consumed ||
+                part.out_len != whole.out_len ||
+                memcmp(part.out, whole.out, whole.out_len) != 0) {
                 bad2++;
             }
             for (j = i + 1; j < len; j += 3) {
                 cuts[1] = j;
                 cuts[2] = 0;
                 chunk_feed(&part, msg, len, cuts, 0, decode, 0);
-                if (part.rc != whole.rc || part.consumed != whole.consumed
-                    || part.out_len != whole.out_len
-                    || memcmp(part.out, whole.out, whole.out_len) != 0)
-                {
+                if (part.rc != whole.rc || part.consumed != whole.consumed ||
+                    part.out_len != whole.out_len ||
+                    memcmp(part.out, whole.out, whole.out_len) != 0) {
                     bad3++;
                 }
             }
         }
         chunk_feed(&part, msg, len, NULL, 1, decode, 0);
-        if (part.rc != whole.rc || part.consumed != whole.consumed
-            || part.out_len != whole.out_len
-            || memcmp(part.out, whole.out, whole.out_len) != 0)
-        {
+        if (part.rc != whole.rc || part.consumed != whole.consumed ||
+            part.out_len != whole.out_len ||
+            memcmp(part.out, whole.out, whole.out_len) != 0) {
             bad1++;
         }
     }
@@ -1073,7 +1091,8 @@ test_chunked(void)
                         "hello, world", 10);
     test_chunked_splits("A;name=value;q=\"a \\\"b\\\" c\"\r\n0123456789\r\n"
                         "1 ; x = y\r\n!\r\n0;last\r\nX-Trailer: t\r\n"
-                        "Y: \r\n\r\nnext", "0123456789!", 4);
+                        "Y: \r\n\r\nnext",
+                        "0123456789!", 4);
     test_chunked_splits("000000000000002F\r\n"
                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU\r\n"
                         "0\r\n\r\n",
@@ -1138,11 +1157,9 @@ test_chunked(void)
            "CTL in quoted extension");
     is_int(chunk_one("5;a=b\nhello", 0, 0, NULL), BAD,
            "bare LF after extension");
-    is_int(chunk_one("5;a=\"b\\\r\n", 0, 0, NULL), BAD,
-           "quoted-pair with CR");
+    is_int(chunk_one("5;a=\"b\\\r\n", 0, 0, NULL), BAD, "quoted-pair with CR");
     is_int(chunk_one("5;a@b\r\n", 0, 0, NULL), BAD, "extension name '@'");
-    is_int(chunk_one("0\r\nX: 1\n\r\n", 0, 0, NULL), BAD,
-           "bare LF in trailer");
+    is_int(chunk_one("0\r\nX: 1\n\r\n", 0, 0, NULL), BAD, "bare LF in trailer");
     is_int(chunk_one("0\r\n X: 1\r\n\r\n", 0, 0, NULL), BAD,
            "trailer starts with SP");
     is_int(chunk_one("0\r\nX : 1\r\n\r\n", 0, 0, NULL), BAD,
@@ -1151,21 +1168,18 @@ test_chunked(void)
            "trailer without colon");
     is_int(chunk_one("0\r\nX: \x01\r\n\r\n", 0, 0, NULL), BAD,
            "CTL in trailer value");
-    is_int(chunk_one("0\r\nX: 1\r\n\rX", 0, 0, NULL), BAD,
-           "bad final CRLF");
+    is_int(chunk_one("0\r\nX: 1\r\n\rX", 0, 0, NULL), BAD, "bad final CRLF");
     is_int(chunk_one("0\r\n\n", 0, 0, NULL), BAD, "final bare LF");
 
     n = (size_t)snprintf(buf, sizeof(buf), "0\r\n");
     while (n < 16384) {
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n,
-                              "X-Pad: %090d\r\n", 0);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "X-Pad: %090d\r\n", 0);
     }
     snprintf(buf + n, sizeof(buf) - n, "\r\n");
     is_int(chunk_one(buf, 0, 0, NULL), BAD, "trailer section over 16 KiB");
     n = (size_t)snprintf(buf, sizeof(buf), "0\r\n");
     while (n < 16000) {
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n,
-                              "X-Pad: %090d\r\n", 0);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "X-Pad: %090d\r\n", 0);
     }
     snprintf(buf + n, sizeof(buf) - n, "\r\n");
     is_int(chunk_one(buf, 0, 0, NULL), MG_OK, "trailer section under 16 KiB");
@@ -1196,12 +1210,12 @@ test_misc(void)
         const char *m;
         unsigned id;
     } methods[] = {
-        { "GET", MG_H1_METHOD_GET },         { "HEAD", MG_H1_METHOD_HEAD },
-        { "POST", MG_H1_METHOD_POST },       { "PUT", MG_H1_METHOD_PUT },
-        { "DELETE", MG_H1_METHOD_DELETE },   { "OPTIONS", MG_H1_METHOD_OPTIONS },
-        { "PATCH", MG_H1_METHOD_PATCH },     { "CONNECT", MG_H1_METHOD_CONNECT },
-        { "TRACE", MG_H1_METHOD_TRACE },     { "get", MG_H1_METHOD_OTHER },
-        { "GETS", MG_H1_METHOD_OTHER },      { "PROPFIND", MG_H1_METHOD_OTHER },
+        {"GET", MG_H1_METHOD_GET},       {"HEAD", MG_H1_METHOD_HEAD},
+        {"POST", MG_H1_METHOD_POST},     {"PUT", MG_H1_METHOD_PUT},
+        {"DELETE", MG_H1_METHOD_DELETE}, {"OPTIONS", MG_H1_METHOD_OPTIONS},
+        {"PATCH", MG_H1_METHOD_PATCH},   {"CONNECT", MG_H1_METHOD_CONNECT},
+        {"TRACE", MG_H1_METHOD_TRACE},   {"get", MG_H1_METHOD_OTHER},
+        {"GETS", MG_H1_METHOD_OTHER},    {"PROPFIND", MG_H1_METHOD_OTHER},
     };
     unsigned i;
 
