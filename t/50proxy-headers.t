@@ -18,7 +18,7 @@ $t->run_backend(port => 8081, name => 'b1');
 $t->write_conf(<<'EOF');
 gateway = { workers = 2; drain_timeout = 1.0; log_level = "info"; };
 listeners = ( { name = "mesh"; listen = "127.0.0.1:%%PORT_8000%%";
-                routes = "mesh"; } );
+                routes = "mesh"; access_log = "%%TESTDIR%%/access.log"; } );
 routes = { mesh = ( { domains = [ "*" ]; prefix = "/"; cluster = "backend"; } ); };
 clusters = ( { name = "backend";
                endpoints = ( { address = "127.0.0.1:%%PORT_8081%%"; } ); } );
@@ -123,6 +123,15 @@ $u = upstream_head("GET /echo HTTP/1.1\r\nHost: svc.test\r\n"
 is(hv($u, 'X-Forwarded-Proto'), 'http',
     'a client cannot claim X-Forwarded-Proto: https');
 
+# An absolute-form target: origin-form upstream, and the Host is the
+# target's authority (RFC 9112 3.2.2), the one the request was routed by.
+$u = upstream_head("GET http://Abs.Test:81/echo?x=1 HTTP/1.1\r\n"
+    . "Host: other.test\r\nConnection: close\r\n\r\n");
+is($u->{line}, 'GET /echo?x=1 HTTP/1.1',
+    'an absolute-form target goes upstream in origin form');
+is(hv($u, 'Host'), 'Abs.Test:81',
+    'with the target\'s authority as Host, not the Host header');
+
 # HTTP/1.0 client, methods, bodies.
 $u = upstream_head("GET /echo HTTP/1.0\r\nHost: svc.test\r\n\r\n");
 is($u->{status}, 200, 'an HTTP/1.0 request is proxied');
@@ -150,6 +159,22 @@ is(hv($u, 'Content-Type'), 'text/x-y', 'Content-Type is forwarded');
     my $r = parse_response(http_get('/hdr', host => 'svc.test'));
     is($r->{headers}{'x-backend'}, 'b1', 'response headers are forwarded');
     is($r->{headers}{server}, 'mg-backend', 'Server included');
+}
+
+# The access log: one line per request, with the upstream and request id.
+{
+    my $port = port(8081);
+    my @lines;
+    waitfor(sub {
+        @lines = grep { /request_id="my-id-42"/ }
+            split /\n/, $t->read_file('access.log');
+        return @lines;
+    }, 5);
+    is(scalar @lines, 1, 'the access log has the request with its id');
+    like($lines[0] // '', qr{^\S+\ 127\.0\.0\.1\ mesh\ "GET\ /echo\ HTTP/1\.1"\ 200
+        \ \d+\ \d+\.\d+\ host="svc\.test"\ upstream="127\.0\.0\.1:$port"
+        \ request_id="my-id-42"\ pid=\d+$}x,
+        'client, listener, request line, status, host and upstream');
 }
 
 $t->stop_and_check;
