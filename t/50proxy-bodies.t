@@ -75,6 +75,31 @@ for my $n (1, 5000, 300_000) {
     ok($r->{body} eq pattern_bytes(100000), 'de-chunked and intact')
         or diag(substr($r->{body}, 0, 40));
     like($r->{status_line}, qr{^HTTP/1\.[01] 200}, 'with an HTTP/1.x status');
+
+    my $c = Test::Meshgate::Client->new(port => $port, timeout => 10);
+    $r = $c->request("GET /chunked/70000 HTTP/1.0\r\nHost: b.test\r\n\r\n");
+    ok($r && $r->{body} eq pattern_bytes(70000)
+        && !defined $r->{headers}{'content-length'} && $c->wait_closed(0),
+        'the de-chunked body is delimited by the close');
+    $c->close;
+}
+
+# Pipelined requests with bodies of every framing come back in order.
+{
+    my $c = Test::Meshgate::Client->new(port => $port, timeout => 10);
+    $c->send(join '', map { "GET $_ HTTP/1.1\r\nHost: b.test\r\n\r\n" }
+        '/bytes/300000', '/chunked/200000', '/status/204', '/bytes/0',
+        '/chunked/1', '/last');
+    my @got;
+    for (1 .. 6) {
+        my $r = $c->read_response or last;
+        push @got, $r->{status} . ':' . ($r->{body} eq '' ? ''
+            : $r->{body} =~ /^b1 / ? $r->{body} : length $r->{body});
+    }
+    is("@got", "200:300000 200:200000 204: 200: 200:1 200:b1 GET /last\n",
+        'six pipelined requests get their bodies in order')
+        or diag($c->error);
+    $c->close;
 }
 
 # No body: HEAD, 204, 304. The next response on the connection shows that

@@ -134,6 +134,15 @@ $r = get('live.test', '/delay/3000');
 is($r->{status}, 504, 'no response within response_timeout gets 504');
 ok($r->{took} >= 0.8 && $r->{took} < 2.5, 'after about 1 s')
     or diag("took $r->{took} s");
+{
+    # The late answer to the timed-out request must not reach anyone.
+    my @b;
+    for my $i (1 .. 3) {
+        push @b, get('live.test', "/after-504-$i")->{body} // '';
+    }
+    is_deeply(\@b, [ map { "b1 GET /after-504-$_\n" } 1 .. 3 ],
+        'requests after a 504 get their own responses');
+}
 $r = get('rt.test', '/delay/3000');
 is($r->{status}, 504, 'the route timeout gets 504');
 ok($r->{took} >= 0.3 && $r->{took} < 0.9, 'after about 0.5 s, not 1 s')
@@ -175,6 +184,39 @@ is(scalar(grep { $_ == 200 } @st), 4,
     'requests after the upstream timed out a pooled connection get 200')
     or diag("@st");
 is(scalar(keys %seen), 4, 'each on a new upstream connection');
+
+# Clients that go away in the middle: the upstream connection is not
+# reused with a half-read response or a half-sent body.
+{
+    my $s = http("GET /bytes/50000000 HTTP/1.1\r\nHost: live.test\r\n\r\n",
+        start => 1);
+    my $buf = '';
+    waitfor(sub {
+        sysread($s, $buf, 65536, length $buf);
+        return length $buf > 100_000;
+    }, 5);
+    close $s;
+    $s = http("GET /delay/500 HTTP/1.1\r\nHost: live.test\r\n\r\n",
+        start => 1);
+    close $s;
+    $s = http("POST /upload HTTP/1.1\r\nHost: live.test\r\n"
+        . "Content-Length: 100000\r\n\r\n" . ('u' x 50_000), start => 1);
+    close $s;
+    $s = http("POST /upload HTTP/1.1\r\nHost: live.test\r\n"
+        . "Transfer-Encoding: chunked\r\n\r\n100\r\n" . ('u' x 128),
+        start => 1);
+    close $s;
+    my @b;
+    for my $i (1 .. 10) {
+        push @b, get('live.test', "/after-abort-$i")->{body} // '';
+    }
+    is_deeply(\@b, [ map { "b1 GET /after-abort-$_\n" } 1 .. 10 ],
+        'after aborted downloads and uploads each request gets its own answer');
+    my $r = parse_response(http("POST /upload HTTP/1.1\r\n"
+        . "Host: live.test\r\nContent-Length: 5\r\nConnection: close\r\n"
+        . "\r\nhello"));
+    like($r->{body}, qr/^bytes=5 /, 'and an upload still works');
+}
 
 $t->stop_and_check;
 done_testing();
