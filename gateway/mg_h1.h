@@ -128,6 +128,8 @@ struct mg_h1_response_s {
  * |*scanned| holds how many bytes earlier calls already looked at (start
  * with 0); it is updated so the next call resumes there. Returns the head
  * length including the final CRLF CRLF, or MG_AGAIN when not found yet.
+ * A bare LF also ends the search early (the length ends at it), so that the
+ * parser, which refuses it, runs at once instead of at a timeout.
  */
 long mg_h1_find_head_end(const char *buf, size_t len, size_t *scanned);
 
