@@ -94,6 +94,16 @@ accepted('a 170-byte request line',
 $p = '/' . ('a' x 300);
 rejected('a 320-byte request line',
     "GET $p HTTP/1.1\r\nHost: l.test\r\n\r\n", 414);
+{
+    # The exact edge: 256 bytes without the CRLF pass, 257 do not.
+    my $fill = 256 - length('GET / HTTP/1.1');
+    my $line = 'GET /' . ('e' x $fill) . ' HTTP/1.1';
+    accepted('a request line of exactly max_request_line bytes',
+        "$line\r\nHost: l.test\r\nConnection: close\r\n\r\n");
+    $line = 'GET /' . ('e' x ($fill + 1)) . ' HTTP/1.1';
+    rejected('a request line one byte over max_request_line',
+        "$line\r\nHost: l.test\r\n\r\n", 414);
+}
 rejected('a 2000-byte request line without its end',
     "GET /" . ('b' x 2000), 414);
 
@@ -103,6 +113,14 @@ rejected('a 2000-byte request line without its end',
 accepted('a 900-byte head',
     "GET /h HTTP/1.1\r\nHost: l.test\r\nX-Big: " . ('x' x 800)
     . "\r\nConnection: close\r\n\r\n", qr{^b1 GET /h$}m);
+{
+    # The exact edge: a head of 1024 bytes, blank line included, passes.
+    my $pre = "GET /edge HTTP/1.1\r\nHost: l.test\r\nConnection: close\r\nX: ";
+    my $head = $pre . ('x' x (1024 - length($pre) - 4)) . "\r\n\r\n";
+    accepted('a head of exactly max_header_size bytes', $head);
+    $head = $pre . ('x' x (1025 - length($pre) - 4)) . "\r\n\r\n";
+    rejected('a head one byte over max_header_size', $head, 431);
+}
 rejected('a 1200-byte head',
     "GET /h HTTP/1.1\r\nHost: l.test\r\nX-Big: " . ('x' x 1150)
     . "\r\n\r\n", 431);
@@ -180,6 +198,31 @@ rejected('Transfer-Encoding: gzip, chunked',
 rejected('Transfer-Encoding: x-custom alone',
     "POST /upload HTTP/1.1\r\nHost: l.test\r\n"
     . "Transfer-Encoding: x-custom\r\n\r\nabc", 400);
+
+# Other malformed requests: 400 and close.
+for my $case (
+    [ 'two spaces in the request line', "GET  /x HTTP/1.1\r\nHost: a\r\n" ],
+    [ 'a lower-case version', "GET /x http/1.1\r\nHost: a\r\n" ],
+    [ 'no version', "GET /x\r\nHost: a\r\n" ],
+    [ 'a control byte in the target', "GET /a\x01b HTTP/1.1\r\nHost: a\r\n" ],
+    [ 'DEL in a header value', "GET /x HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n" ],
+    [ 'an empty header name', "GET /x HTTP/1.1\r\nHost: a\r\n: b\r\n" ],
+    [ 'a header line without a colon', "GET /x HTTP/1.1\r\nHost: a\r\nXYZ\r\n" ],
+    [ 'a bad character in a header name',
+      "GET /x HTTP/1.1\r\nHost: a\r\nX(A): b\r\n" ],
+    [ 'a Host with a space', "GET /x HTTP/1.1\r\nHost: a b\r\n" ],
+    [ 'an empty Content-Length',
+      "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n" ],
+    [ 'Transfer-Encoding on HTTP/1.0',
+      "POST /x HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n" ],
+    [ 'Transfer-Encoding: chunked twice', "POST /x HTTP/1.1\r\nHost: a\r\n"
+      . "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n" ],
+    [ 'an absolute-form HTTP/1.1 request without Host',
+      "GET http://a/x HTTP/1.1\r\nX: y\r\n" ])
+{
+    my ($name, $head) = @$case;
+    rejected($name, "$head\r\n", 400);
+}
 
 ###########################################################################
 # Pipelining and keep-alive
