@@ -23,7 +23,12 @@ $t->write_conf(<<'EOF');
 gateway = { workers = 1; drain_timeout = 1.0; log_level = "info"; };
 listeners = ( { name = "mesh"; listen = "127.0.0.1:%%PORT_8000%%";
                 routes = "mesh"; access_log = "%%TESTDIR%%/access.log"; } );
-routes = { mesh = ( { domains = [ "*" ]; prefix = "/"; cluster = "backend"; } ); };
+routes = { mesh = (
+    { domains = [ "direct.test" ]; prefix = "/";
+      direct_response = { status = 418; body = "tea\n"; }; },
+    { domains = [ "redirect.test" ]; prefix = "/";
+      redirect = { host = "elsewhere.test"; }; },
+    { domains = [ "*" ]; prefix = "/"; cluster = "backend"; } ); };
 clusters = ( { name = "backend"; response_timeout = 5.0;
                endpoints = ( { address = "127.0.0.1:%%PORT_8081%%"; } ); } );
 EOF
@@ -141,6 +146,40 @@ for my $v (@vectors) {
         or diag(explain $r->{rest});
 }
 
+# A body sent to a route that answers by itself is skipped, never read as
+# the next request, whether it arrives with the head or later.
+for my $host ('direct.test', 'redirect.test') {
+    for my $te (0, 1) {
+        my $inner = sprintf($smuggled, "body-$host-$te");
+        my $framing = $te ? "Transfer-Encoding: chunked"
+            : "Content-Length: " . length $inner;
+        my $body = $te ? sprintf("%x\r\n%s\r\n0\r\n\r\n", length $inner,
+            $inner) : $inner;
+        for my $split (0, 1) {
+            my $c = Test::Meshgate::Client->new(port => port(8000));
+            my $head = "POST /x HTTP/1.1\r\nHost: $host\r\n$framing\r\n\r\n";
+            if ($split) {
+                $c->send($head);
+                my $r1 = $c->read_response;
+                is($r1 && $r1->{status}, $host eq 'direct.test' ? 418 : 301,
+                    "$host answers before the body arrives");
+                $c->send($body);
+            } else {
+                $c->send($head . $body
+                    . "GET /real HTTP/1.1\r\nHost: x.test\r\n\r\n");
+                $c->read_response;
+            }
+            my $r = $c->read_response(timeout => 2);
+            my $what = ($te ? 'a chunked' : 'a') . " body to $host"
+                . ($split ? ' sent after the head' : '');
+            ok(!$r || $r->{body} eq "b1 GET /real\n",
+                "$what is not taken for a request")
+                or diag(explain $r);
+            $c->close;
+        }
+    }
+}
+
 # What the backend received: never a smuggled request; a head with an
 # error in it never; a head whose error is in the body at most once.
 my $blog = '';
@@ -186,8 +225,10 @@ for my $v (@vectors) {
 diag(join "\n", 'access log:', @lines) if $show_log;
 is(scalar(grep { m{" 400 \d+ (\d+\.\d+) } && $1 > 5 } @lines), 0,
     'every 400 line logs a duration under 5 s');
-is(scalar(grep { /upstream="127\.0\.0\.1:\d+"/ && !m{/v/} } @lines), 2,
-    'only the two control requests went upstream');
+is(scalar(grep { /upstream="127\.0\.0\.1:\d+"/ && m{ /control} } @lines), 2,
+    'the two control requests went upstream');
+is(scalar(grep { /upstream="127\.0\.0\.1:\d+"/ && !m{ /(?:control|v/|real )} }
+    @lines), 0, 'no other request went upstream');
 
 $t->stop_and_check;
 done_testing();
