@@ -708,7 +708,7 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
     size_t need = r->head_len + 512 + strlen(c->client_ip);
     mg_buf_t *b;
     const mg_h1_header_t *h;
-    int have_xff = 0, have_via = 0, have_host = 0, have_rid = 0;
+    int have_xff = 0, have_via = 0, have_host = 0, have_rid = 0, absolute;
     unsigned i;
     char num[32];
     int n;
@@ -742,9 +742,12 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
     if (buf_add_lit(b, " HTTP/1.1\r\n") != MG_OK) {
         return MG_ERROR;
     }
+    /* RFC 9112 §3.2.2: with an absolute-form target the authority in it
+     * replaces the Host header. */
+    absolute = r->target.len > 0 && r->target.data[0] != '/';
     for (i = 0; i < r->nheaders; i++) {
         h = &r->headers[i];
-        if (h->hop_by_hop) {
+        if (h->hop_by_hop || (absolute && h->id == MG_H1_HDR_HOST)) {
             continue;
         }
         switch (h->id) {
@@ -903,7 +906,11 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         admin_handle(c, r);
         return;
     }
-    rt = mg_router_match(c->lc->routes, r->host, r->path);
+    /* CONNECT has no path (authority-form): its route is chosen by host,
+     * as if for "/". */
+    rt = mg_router_match(c->lc->routes, r->host,
+                         r->method_id == MG_H1_METHOD_CONNECT ? mg_str_lit("/")
+                                                              : r->path);
     if (rt == NULL) {
         snprintf(msg, sizeof(msg), "no route for host \"%.*s\"\n",
                  (int)mg_min(r->host.len, 100), r->host.data);
