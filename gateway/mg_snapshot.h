@@ -49,8 +49,26 @@ struct mg_cluster_conf_s {
                                    * default 64 */
     mg_priority_t *priorities;
     unsigned npriorities;         /* >= 1 */
+    unsigned protocol;            /* MG_PROTO_*: how we talk to endpoints */
+    void *tls;                    /* SSL_CTX * for TLS to the endpoints, or
+                                   * NULL for cleartext */
+    const char *tls_sni;          /* server name sent, NULL = none */
     const char *file;             /* where it was defined */
     int line;
+};
+
+/* Upstream protocols. */
+enum {
+    MG_PROTO_HTTP1 = 1,
+    MG_PROTO_H2,                  /* HTTP/2 over TLS (needs tls) */
+    MG_PROTO_H2C                  /* HTTP/2 cleartext, prior knowledge */
+};
+
+/* Client certificate checks on a TLS listener. */
+enum {
+    MG_TLS_VERIFY_OFF = 0,
+    MG_TLS_VERIFY_OPTIONAL,       /* asked for; routes may require it */
+    MG_TLS_VERIFY_REQUIRED        /* handshake fails without a valid one */
 };
 
 enum {
@@ -64,6 +82,8 @@ struct mg_route_s {
     unsigned path_exact:1;        /* |path| must equal the request path */
     unsigned allow_upgrade:1;     /* Upgrade (WebSocket) may be tunnelled */
     unsigned allow_connect:1;     /* CONNECT may open a tunnel */
+    unsigned require_client_cert:1; /* 403 without a verified client
+                                     * certificate */
     mg_str_t path;                /* the prefix or exact path */
     const mg_cluster_conf_t *cluster;  /* MG_ROUTE_CLUSTER */
     double timeout;               /* whole response; 0 = cluster's */
@@ -94,6 +114,10 @@ struct mg_listener_conf_s {
     double idle_timeout;          /* keep-alive between requests, 60 s */
     double send_timeout;          /* client not reading, 60 s */
     const char *access_log;       /* path, or NULL when off */
+    void *tls;                    /* SSL_CTX *, or NULL for cleartext */
+    unsigned tls_verify;          /* MG_TLS_VERIFY_* */
+    unsigned h2:1;                /* HTTP/2 offered (ALPN h2 on TLS) */
+    unsigned h2c:1;               /* cleartext HTTP/2 by prior knowledge */
     const char *file;
     int line;
 };
@@ -107,6 +131,7 @@ typedef struct mg_gateway_conf_s {
     int log_level;                /* MG_LOG_* */
     const char *error_log;        /* path or "stderr" */
     const char *pid_file;         /* NULL when not set */
+    double tls_ticket_rotation;   /* seconds between ticket key changes */
 } mg_gateway_conf_t;
 
 struct mg_snapshot_s {
