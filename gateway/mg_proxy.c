@@ -13,10 +13,13 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "mg_access_log.h"
 #include "mg_buf.h"
 #include "mg_h1.h"
+#include "mg_io.h"
 #include "mg_lb.h"
 #include "mg_log.h"
 #include "mg_proxy.h"
@@ -26,7 +29,8 @@
 
 /* Client connection states. */
 enum {
-    CS_HEAD = 1,      /* reading a request head (or idle between requests) */
+    CS_HANDSHAKE = 1, /* TLS handshake */
+    CS_HEAD,          /* reading a request head (or idle between requests) */
     CS_PROXY,         /* a request is with an upstream */
     CS_DIRECT,        /* writing a response we made ourselves */
     CS_TUNNEL         /* Upgrade or CONNECT: raw bytes both ways */
@@ -38,7 +42,7 @@ enum {
 
 struct mg_client_s {
     mg_ctx_t *ctx;
-    int fd;
+    mg_io_t io;                   /* the socket, maybe with TLS */
     ev_io rev;
     ev_io wev;
     ev_timer timer;
@@ -115,6 +119,12 @@ static void upstream_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void client_send_direct(mg_client_t *c);
 static void proxy_connect(mg_client_t *c);
+static void proxy_connect_failed(mg_client_t *c, int err);
+static void client_read_head(mg_client_t *c);
+static int upstream_tls_start(mg_uconn_t *u);
+static void upstream_handshake(mg_client_t *c);
+static void proxy_attach(mg_client_t *c, mg_uconn_t *u,
+                         const mg_endpoint_conf_t *ep);
 static void proxy_send_upstream(mg_client_t *c);
 static void proxy_send_client(mg_client_t *c);
 static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
@@ -202,7 +212,7 @@ client_close(mg_client_t *c)
     ev_io_stop(ctx->loop, &c->rev);
     ev_io_stop(ctx->loop, &c->wev);
     ev_timer_stop(ctx->loop, &c->timer);
-    close(c->fd);
+    mg_io_close(&c->io);
     mg_buf_put(&ctx->bufs, c->in);
     mg_buf_put(&ctx->bufs, c->out);
     mg_buf_put(&ctx->bufs, c->uhead);
@@ -249,7 +259,8 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     memset(c, 0, offsetof(mg_client_t, client_ip));
     c->method_len = c->target_len = c->host_len = 0;
     c->ctx = ctx;
-    c->fd = fd;
+    c->io.fd = fd;
+    c->io.ssl = NULL;
     c->lc = lc;
     c->state = CS_HEAD;
     c->client_ip[0] = '\0';
@@ -274,10 +285,74 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     ctx->nclients++;
 
     client_timer_set(c, lc->request_header_timeout);
+    if (lc->tls != NULL) {
+        c->io.ssl = SSL_new(lc->tls);
+        if (c->io.ssl == NULL || SSL_set_fd(c->io.ssl, fd) != 1) {
+            mg_log_error(MG_LOG_ERROR, &mg_log, 0, "SSL_new(): %s",
+                         mg_io_ssl_error());
+            client_close(c);
+            return;
+        }
+        SSL_set_accept_state(c->io.ssl);
+        c->state = CS_HANDSHAKE;
+    }
     /* Most clients send the request with the handshake's last ACK: try
      * at once instead of waiting a loop iteration for readiness. */
     ev_io_start(ctx->loop, &c->rev);
     client_on_read(ctx->loop, &c->rev, EV_READ);
+}
+
+static void
+client_handshake(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    int rc = mg_io_handshake(&c->io);
+
+    if (rc == MG_AGAIN) {
+        if (c->io.want_write) {
+            ev_io_start(ctx->loop, &c->wev);
+            ev_io_stop(ctx->loop, &c->rev);
+        } else {
+            ev_io_start(ctx->loop, &c->rev);
+            ev_io_stop(ctx->loop, &c->wev);
+        }
+        return;
+    }
+    if (rc != MG_OK) {
+        /* The client's problem, and a cheap one to cause: debug level. */
+        const char *why = mg_io_ssl_error();
+
+        mg_log_error(MG_LOG_DEBUG, &mg_log, 0,
+                     "TLS handshake failed: %s, client: %s, listener: %s",
+                     why[0] ? why : "connection closed", c->client_ip,
+                     c->lc->name);
+        client_close(c);
+        return;
+    }
+    ev_io_stop(ctx->loop, &c->wev);
+    ev_io_start(ctx->loop, &c->rev);
+    c->state = CS_HEAD;
+    client_read_head(c);
+}
+
+/* Starts reading from the client, also when TLS already holds decrypted
+ * bytes that no readiness event will announce. */
+static void
+client_want_read(mg_client_t *c)
+{
+    ev_io_start(c->ctx->loop, &c->rev);
+    if (mg_io_pending(&c->io)) {
+        ev_feed_event(c->ctx->loop, &c->rev, EV_READ);
+    }
+}
+
+static void
+upstream_want_read(mg_client_t *c)
+{
+    ev_io_start(c->ctx->loop, &c->u->rev);
+    if (mg_io_pending(&c->u->io)) {
+        ev_feed_event(c->ctx->loop, &c->u->rev, EV_READ);
+    }
 }
 
 void
@@ -383,7 +458,7 @@ client_finish_request(mg_client_t *c)
     mg_buf_put(&ctx->bufs, c->in);
     c->in = NULL;
     client_timer_set(c, c->lc->idle_timeout);
-    ev_io_start(ctx->loop, &c->rev);
+    client_want_read(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -480,10 +555,13 @@ client_respond_text(mg_client_t *c, unsigned status, const char *text)
 static void
 client_send_direct(mg_client_t *c)
 {
+    struct iovec iov;
     ssize_t n;
 
     while (mg_buf_pending(c->out) > 0) {
-        n = write(c->fd, c->out->pos, mg_buf_pending(c->out));
+        iov.iov_base = c->out->pos;
+        iov.iov_len = mg_buf_pending(c->out);
+        n = mg_io_sendv(&c->io, &iov, 1);
         if (n == -1) {
             if (errno == EINTR) {
                 continue;
@@ -856,7 +934,9 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                           strlen(c->client_ip), NULL, 0) != MG_OK) {
         return MG_ERROR;
     }
-    if (buf_add_lit(b, "X-Forwarded-Proto: http\r\n") != MG_OK) {
+    if ((c->io.ssl != NULL
+             ? buf_add_lit(b, "X-Forwarded-Proto: https\r\n")
+             : buf_add_lit(b, "X-Forwarded-Proto: http\r\n")) != MG_OK) {
         return MG_ERROR;
     }
     if (!have_via && buf_add_lit(b, "Via: 1.1 meshgate\r\n") != MG_OK) {
@@ -887,6 +967,13 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
         }
     }
     return buf_add_lit(b, "\r\n");
+}
+
+static int
+client_has_verified_cert(const mg_client_t *c)
+{
+    return c->io.ssl != NULL && SSL_get0_peer_certificate(c->io.ssl) != NULL
+           && SSL_get_verify_result(c->io.ssl) == X509_V_OK;
 }
 
 static void
@@ -927,6 +1014,10 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         return;
     }
     c->route = rt;
+    if (rt->require_client_cert && !client_has_verified_cert(c)) {
+        client_respond_text(c, 403, "a client certificate is required\n");
+        return;
+    }
     if (r->method_id == MG_H1_METHOD_CONNECT) {
         if (!rt->allow_connect || rt->action != MG_ROUTE_CLUSTER) {
             client_respond_text(c, 403,
@@ -957,7 +1048,9 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         /* We take the expectation: the body will be streamed anyway. */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-        (void)send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+        struct iovec iov = { (void *)cont, sizeof(cont) - 1 };
+
+        (void)mg_io_sendv(&c->io, &iov, 1);
     }
     c->body_start = c->in ? c->in->pos : NULL;
     c->replayable = 1;
@@ -1014,7 +1107,7 @@ client_read_head(mg_client_t *c)
                                      ? rc : MG_H1_ERR_HEADERS_TOO_LARGE);
                 return;
             }
-            n = read(c->fd, c->in->last, mg_buf_room(c->in));
+            n = mg_io_recv(&c->io, c->in->last, mg_buf_room(c->in));
             if (n == 0) {
                 client_close(c);
                 return;
@@ -1097,6 +1190,17 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
         ev_timer_start(ctx->loop, &u->timer);
         return;
     }
+    if (ep->cluster->tls != NULL && !u->io.handshake_done) {
+        if (u->io.ssl == NULL && upstream_tls_start(u) != MG_OK) {
+            mg_log_error(MG_LOG_ERROR, &mg_log, 0,
+                         "cannot start TLS to %s: %s", ep->address,
+                         mg_io_ssl_error());
+            proxy_connect_failed(c, EPROTO);
+            return;
+        }
+        upstream_handshake(c);
+        return;
+    }
     timeout = c->route->timeout > 0 ? c->route->timeout
                                     : ep->cluster->response_timeout;
     /* Started once the request is sent; it bounds each silence of the
@@ -1119,6 +1223,67 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     }
     ev_io_start(ctx->loop, &u->rev);
     proxy_send_upstream(c);
+}
+
+static int
+upstream_tls_start(mg_uconn_t *u)
+{
+    const mg_cluster_conf_t *cl = u->ep->cluster;
+    SSL *ssl = SSL_new(cl->tls);
+
+    if (ssl == NULL) {
+        return MG_ERROR;
+    }
+    u->io.ssl = ssl;
+    if (SSL_set_fd(ssl, u->io.fd) != 1) {
+        return MG_ERROR;
+    }
+    if (cl->tls_sni != NULL) {
+        if (SSL_set_tlsext_host_name(ssl, cl->tls_sni) != 1
+            || SSL_set1_host(ssl, cl->tls_sni) != 1) {
+            return MG_ERROR;
+        }
+    }
+    SSL_set_connect_state(ssl);
+    return MG_OK;
+}
+
+/* Runs the TLS handshake with the upstream; once done, the request goes. */
+static void
+upstream_handshake(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    int rc = mg_io_handshake(&u->io);
+
+    if (rc == MG_AGAIN) {
+        if (u->io.want_write) {
+            ev_io_start(ctx->loop, &u->wev);
+            ev_io_stop(ctx->loop, &u->rev);
+        } else {
+            ev_io_start(ctx->loop, &u->rev);
+            ev_io_stop(ctx->loop, &u->wev);
+        }
+        if (!ev_is_active(&u->timer)) {
+            ev_timer_set(&u->timer, u->ep->cluster->connect_timeout, 0.);
+            ev_timer_start(ctx->loop, &u->timer);
+        }
+        return;
+    }
+    if (rc != MG_OK) {
+        const char *why = mg_io_ssl_error();
+
+        mg_log_error(MG_LOG_ERROR, &mg_log, 0,
+                     "TLS handshake with upstream %s failed: %s, cluster: %s",
+                     u->ep->address, why[0] ? why : "connection closed",
+                     u->ep->cluster->name);
+        proxy_connect_failed(c, EPROTO);
+        return;
+    }
+    ev_io_stop(ctx->loop, &u->wev);
+    ev_timer_stop(ctx->loop, &u->timer);
+    ctx->active[u->ep->index]--;
+    proxy_attach(c, u, u->ep);
 }
 
 static void
@@ -1319,7 +1484,7 @@ proxy_send_upstream(mg_client_t *c)
         if (iovcnt == 0) {
             break;
         }
-        n = writev(u->fd, iov, iovcnt);
+        n = mg_io_sendv(&u->io, iov, iovcnt);
         if (n == -1) {
             if (errno == EINTR) {
                 continue;
@@ -1376,7 +1541,7 @@ proxy_send_upstream(mg_client_t *c)
         c->in->pos = c->in->last = c->in->start;
         c->body_start = NULL;
     }
-    ev_io_start(ctx->loop, &c->rev);
+    client_want_read(c);
     client_timer_set(c, c->lc->request_header_timeout > c->lc->idle_timeout
                             ? c->lc->request_header_timeout
                             : c->lc->idle_timeout);
@@ -1407,7 +1572,7 @@ proxy_read_body_from_client(mg_client_t *c)
         mg_buf_compact(c->in);
         c->body_start = NULL;
     }
-    n = read(c->fd, c->in->last, mg_buf_room(c->in));
+    n = mg_io_recv(&c->io, c->in->last, mg_buf_room(c->in));
     if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
         /* The client gave up in the middle of its body. */
         c->keep_alive = 0;
@@ -1614,7 +1779,7 @@ proxy_send_client(mg_client_t *c)
         if (iovcnt == 0) {
             break;
         }
-        n = writev(c->fd, iov, iovcnt);
+        n = mg_io_sendv(&c->io, iov, iovcnt);
         if (n == -1) {
             if (errno == EINTR) {
                 continue;
@@ -1674,7 +1839,7 @@ proxy_send_client(mg_client_t *c)
         if (c->u->in != NULL && mg_buf_pending(c->u->in) == 0) {
             c->u->in->pos = c->u->in->last = c->u->in->start;
         }
-        ev_io_start(ctx->loop, &c->u->rev);
+        upstream_want_read(c);
         if (c->req_body_done) {
             ev_timer_again(ctx->loop, &c->u->timer);
         }
@@ -1724,7 +1889,7 @@ proxy_on_upstream_read(mg_client_t *c)
             return;
         }
     }
-    n = read(u->fd, u->in->last, mg_buf_room(u->in));
+    n = mg_io_recv(&u->io, u->in->last, mg_buf_room(u->in));
     if (n == -1) {
         if (errno == EAGAIN || errno == EINTR) {
             return;
@@ -1810,6 +1975,14 @@ tunnel_close(mg_client_t *c)
     client_close(c);
 }
 
+static ssize_t
+tunnel_write(mg_io_t *io, char *p, size_t len)
+{
+    struct iovec iov = { p, len };
+
+    return mg_io_sendv(io, &iov, 1);
+}
+
 /* Moves bytes both ways until each side has finished sending and all is
  * flushed. Every event of either connection lands here. */
 static void
@@ -1834,7 +2007,7 @@ tunnel_pump(mg_client_t *c)
         progress = 0;
         /* Upstream -> client: our 101/200 head first. */
         if (c->out != NULL && mg_buf_pending(c->out) > 0) {
-            n = write(c->fd, c->out->pos, mg_buf_pending(c->out));
+            n = tunnel_write(&c->io, c->out->pos, mg_buf_pending(c->out));
             if (n > 0) {
                 c->out->pos += n;
                 c->bytes_sent += (uint64_t)n;
@@ -1846,7 +2019,7 @@ tunnel_pump(mg_client_t *c)
         }
         if ((c->out == NULL || mg_buf_pending(c->out) == 0)
             && mg_buf_pending(u->in) > 0) {
-            n = write(c->fd, u->in->pos, mg_buf_pending(u->in));
+            n = tunnel_write(&c->io, u->in->pos, mg_buf_pending(u->in));
             if (n > 0) {
                 u->in->pos += n;
                 c->bytes_sent += (uint64_t)n;
@@ -1860,7 +2033,7 @@ tunnel_pump(mg_client_t *c)
             u->in->pos = u->in->last = u->in->start;
         }
         if (!c->u_eof && mg_buf_room(u->in) > 0) {
-            n = read(u->fd, u->in->last, mg_buf_room(u->in));
+            n = mg_io_recv(&u->io, u->in->last, mg_buf_room(u->in));
             if (n > 0) {
                 u->in->last += n;
                 progress = 1;
@@ -1874,7 +2047,7 @@ tunnel_pump(mg_client_t *c)
         }
         /* Client -> upstream. */
         if (mg_buf_pending(c->in) > 0) {
-            n = write(u->fd, c->in->pos, mg_buf_pending(c->in));
+            n = tunnel_write(&u->io, c->in->pos, mg_buf_pending(c->in));
             if (n > 0) {
                 c->in->pos += n;
                 progress = 1;
@@ -1887,7 +2060,7 @@ tunnel_pump(mg_client_t *c)
             c->in->pos = c->in->last = c->in->start;
         }
         if (!c->c_eof && mg_buf_room(c->in) > 0) {
-            n = read(c->fd, c->in->last, mg_buf_room(c->in));
+            n = mg_io_recv(&c->io, c->in->last, mg_buf_room(c->in));
             if (n > 0) {
                 c->in->last += n;
                 progress = 1;
@@ -1903,11 +2076,11 @@ tunnel_pump(mg_client_t *c)
 
     /* Half-close each way once its side is done and flushed. */
     if (c->c_eof && mg_buf_pending(c->in) == 0) {
-        (void)shutdown(u->fd, SHUT_WR);
+        mg_io_shutdown_write(&u->io);
     }
     if (c->u_eof && mg_buf_pending(u->in) == 0
         && (c->out == NULL || mg_buf_pending(c->out) == 0)) {
-        (void)shutdown(c->fd, SHUT_WR);
+        mg_io_shutdown_write(&c->io);
     }
     if (c->c_eof && c->u_eof && mg_buf_pending(c->in) == 0
         && mg_buf_pending(u->in) == 0) {
@@ -1916,7 +2089,7 @@ tunnel_pump(mg_client_t *c)
     }
     /* Watch exactly what can make progress. */
     if (!c->c_eof && mg_buf_room(c->in) > 0) {
-        ev_io_start(ctx->loop, &c->rev);
+        client_want_read(c);
     } else {
         ev_io_stop(ctx->loop, &c->rev);
     }
@@ -1927,7 +2100,7 @@ tunnel_pump(mg_client_t *c)
         ev_io_stop(ctx->loop, &c->wev);
     }
     if (!c->u_eof && mg_buf_room(u->in) > 0) {
-        ev_io_start(ctx->loop, &u->rev);
+        upstream_want_read(c);
     } else {
         ev_io_stop(ctx->loop, &u->rev);
     }
@@ -1948,6 +2121,9 @@ client_on_read(struct ev_loop *loop, ev_io *w, int revents)
     mg_client_t *c = w->data;
 
     switch (c->state) {
+    case CS_HANDSHAKE:
+        client_handshake(c);
+        break;
     case CS_HEAD:
         client_read_head(c);
         break;
@@ -1973,6 +2149,9 @@ client_on_write(struct ev_loop *loop, ev_io *w, int revents)
     mg_client_t *c = w->data;
 
     switch (c->state) {
+    case CS_HANDSHAKE:
+        client_handshake(c);
+        break;
     case CS_DIRECT:
         ev_io_stop(loop, w);
         client_send_direct(c);
@@ -2020,6 +2199,10 @@ upstream_on_read(struct ev_loop *loop, ev_io *w, int revents)
     mg_uconn_t *u = w->data;
     mg_client_t *c = u->owner;
 
+    if (u->io.ssl != NULL && !u->io.handshake_done) {
+        upstream_handshake(c);
+        return;
+    }
     if (c->state == CS_TUNNEL) {
         tunnel_pump(c);
         return;
@@ -2036,7 +2219,7 @@ upstream_on_write(struct ev_loop *loop, ev_io *w, int revents)
     socklen_t len = sizeof(err);
 
     if (u->connecting) {
-        if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+        if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
             err = errno;
         }
         if (err != 0) {
@@ -2048,6 +2231,10 @@ upstream_on_write(struct ev_loop *loop, ev_io *w, int revents)
         ev_timer_stop(loop, &u->timer);
         c->ctx->active[c->ep->index]--;
         proxy_attach(c, u, c->ep);
+        return;
+    }
+    if (u->io.ssl != NULL && !u->io.handshake_done) {
+        upstream_handshake(c);
         return;
     }
     if (c->state == CS_TUNNEL) {
@@ -2064,7 +2251,7 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     mg_client_t *c = u->owner;
     char msg[160];
 
-    if (u->connecting) {
+    if (u->connecting || (u->io.ssl != NULL && !u->io.handshake_done)) {
         proxy_connect_failed(c, ETIMEDOUT);
         return;
     }

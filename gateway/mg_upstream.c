@@ -43,7 +43,7 @@ mg_upstream_close(mg_uconn_t *u)
     ev_io_stop(loop, &u->rev);
     ev_io_stop(loop, &u->wev);
     ev_timer_stop(loop, &u->timer);
-    close(u->fd);
+    mg_io_close(&u->io);
     mg_buf_put(&u->ctx->bufs, u->in);
     free(u);
 }
@@ -95,7 +95,8 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         close(fd);
         return NULL;
     }
-    u->fd = fd;
+    u->io.fd = fd;
+    u->io.ssl = NULL;
     u->ctx = ctx;
     u->ep = ep;
     ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);

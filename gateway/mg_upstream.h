@@ -10,11 +10,12 @@
 
 #include "mg_core.h"
 #include "mg_ctx.h"
+#include "mg_io.h"
 
 typedef struct mg_uconn_s mg_uconn_t;
 
 struct mg_uconn_s {
-    int fd;
+    mg_io_t io;                   /* the socket, maybe with TLS */
     ev_io rev;
     ev_io wev;
     ev_timer timer;
