@@ -1,0 +1,3 @@
+#ifndef MG_H2_H
+#define MG_H2_H
+#endif
