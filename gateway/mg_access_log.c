@@ -108,8 +108,8 @@ mg_access_log_write(mg_access_log_t *al, const mg_access_entry_t *e)
     n += access_log_escape(line + n, room - n - 600, e->method, e->method_len);
     line[n++] = ' ';
     n += access_log_escape(line + n, room - n - 600, e->path, e->path_len);
-    rc = snprintf(line + n, room - n, " HTTP/1.%u\" %u %llu %.3f host=\"",
-                  e->version_minor, e->status,
+    rc = snprintf(line + n, room - n, " %s\" %u %llu %.3f host=\"",
+                  e->protocol, e->status,
                   (unsigned long long)e->bytes_sent, e->duration);
     n += rc > 0 ? (size_t)rc : 0;
     n += access_log_escape(line + n, room - n - 200, e->host, e->host_len);

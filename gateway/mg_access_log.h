@@ -29,7 +29,7 @@ typedef struct mg_access_entry_s {
     size_t method_len;
     const char *path;             /* the request target */
     size_t path_len;
-    unsigned version_minor;
+    const char *protocol;         /* "HTTP/1.1", "HTTP/2.0", ... */
     unsigned status;
     uint64_t bytes_sent;
     double duration;              /* seconds */

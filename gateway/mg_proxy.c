@@ -19,6 +19,7 @@
 #include "mg_access_log.h"
 #include "mg_buf.h"
 #include "mg_h1.h"
+#include "mg_h2.h"
 #include "mg_io.h"
 #include "mg_lb.h"
 #include "mg_log.h"
@@ -26,90 +27,6 @@
 #include "mg_router.h"
 #include "mg_snapshot.h"
 #include "mg_upstream.h"
-
-/* Client connection states. */
-enum {
-    CS_HANDSHAKE = 1, /* TLS handshake */
-    CS_HEAD,          /* reading a request head (or idle between requests) */
-    CS_PROXY,         /* a request is with an upstream */
-    CS_DIRECT,        /* writing a response we made ourselves */
-    CS_TUNNEL         /* Upgrade or CONNECT: raw bytes both ways */
-};
-
-#define PROXY_MAX_ATTEMPTS   3      /* endpoints tried on connect failure */
-#define PROXY_RESP_HEAD_MAX  65536  /* upstream response head bound */
-#define PROXY_LOG_FIELD_MAX  512    /* bytes of target/host kept for logs */
-
-struct mg_client_s {
-    mg_ctx_t *ctx;
-    mg_io_t io;                   /* the socket, maybe with TLS */
-    ev_io rev;
-    ev_io wev;
-    ev_timer timer;
-    const mg_listener_conf_t *lc;
-    mg_client_t *next;            /* ctx->clients list */
-    mg_client_t *prev;
-    mg_buf_t *in;                 /* request bytes: head, body, pipelined */
-    mg_buf_t *out;                /* response head or direct response */
-    mg_buf_t *uhead;              /* upstream request head, kept until the
-                                   * response starts so it can be replayed */
-    mg_uconn_t *u;
-    unsigned state;
-    size_t head_scanned;          /* request head search position */
-    size_t uhead_scanned;         /* response head search position */
-
-    /* The current request. */
-    ev_tstamp start;
-    const mg_route_t *route;
-    const mg_endpoint_conf_t *ep;
-    unsigned method_id;
-    unsigned version_minor;
-    unsigned status;
-    uint64_t bytes_sent;
-    uint64_t tried;               /* endpoints tried, by position */
-    unsigned attempts;
-    int last_err;
-
-    unsigned req_keep_alive:1;    /* the client wants to keep the conn */
-    unsigned keep_alive:1;        /* we will keep it after this response */
-    unsigned pipelined:1;         /* parse buffered bytes before reading */
-    unsigned req_body_done:1;
-    unsigned req_ck_done:1;
-    unsigned replayable:1;        /* request bytes still all in |in| */
-    unsigned no_pool:1;           /* retry on a fresh connection */
-    unsigned upgrade:1;           /* Upgrade allowed and requested */
-    unsigned connect:1;           /* CONNECT tunnel */
-    unsigned resp_head_done:1;
-    unsigned resp_done:1;
-    unsigned resp_decode:1;       /* de-chunk for an HTTP/1.0 client */
-    unsigned resp_keep_alive:1;   /* upstream conn reusable */
-    unsigned resp_eof:1;
-    unsigned resp_seen:1;         /* any byte came from upstream */
-    unsigned c_eof:1;             /* tunnel: client finished sending */
-    unsigned u_eof:1;             /* tunnel: upstream finished sending */
-    unsigned closing:1;
-
-    unsigned req_body_kind;
-    int64_t content_length;
-    int64_t body_left;
-    size_t body_scanned;          /* body bytes at in->pos already framed */
-    char *body_start;
-    mg_h1_chunked_t req_ck;
-
-    unsigned resp_body_kind;
-    int64_t resp_left;
-    size_t resp_scanned;
-    mg_h1_chunked_t resp_ck;
-
-    /* Copies for the access log: the head they came from is gone by the
-     * time the line is written. */
-    char client_ip[48];
-    char method[24];
-    char target[PROXY_LOG_FIELD_MAX];
-    char host[256];
-    char request_id[72];
-    size_t method_len, target_len, host_len;
-};
 
 static void client_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void client_on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -126,12 +43,15 @@ static void upstream_handshake(mg_client_t *c);
 static void proxy_attach(mg_client_t *c, mg_uconn_t *u,
                          const mg_endpoint_conf_t *ep);
 static void proxy_send_upstream(mg_client_t *c);
+static void proxy_send_upstream_h1(mg_client_t *c);
+static void proxy_send_upstream_stream(mg_client_t *c);
+static void proxy_upstream_lost(mg_client_t *c, int err, const char *what);
 static void proxy_send_client(mg_client_t *c);
 static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
 static void tunnel_pump(mg_client_t *c);
 
-static const char *
-proxy_reason(unsigned status)
+const char *
+mg_proxy__reason(unsigned status)
 {
     switch (status) {
     case 100: return "Continue";
@@ -177,6 +97,9 @@ proxy_reason(unsigned status)
 static void
 client_timer_set(mg_client_t *c, double seconds)
 {
+    if (c->is_stream) {
+        return;   /* the connection's timer covers its streams */
+    }
     ev_timer_stop(c->ctx->loop, &c->timer);
     if (seconds > 0) {
         ev_timer_set(&c->timer, seconds, 0.);
@@ -208,6 +131,9 @@ client_close(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
 
+    if (c->h2 != NULL) {
+        mg_h2_free(c);
+    }
     client_detach_upstream(c, 0);
     ev_io_stop(ctx->loop, &c->rev);
     ev_io_stop(ctx->loop, &c->wev);
@@ -258,6 +184,9 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     /* Zero only the fixed part; the log copies are filled when used. */
     memset(c, 0, offsetof(mg_client_t, client_ip));
     c->method_len = c->target_len = c->host_len = 0;
+    c->h2 = NULL;
+    c->parent = NULL;
+    c->is_stream = 0;
     c->ctx = ctx;
     c->io.fd = fd;
     c->io.ssl = NULL;
@@ -307,6 +236,8 @@ client_handshake(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
     int rc = mg_io_handshake(&c->io);
+    const unsigned char *alpn;
+    unsigned alpn_len;
 
     if (rc == MG_AGAIN) {
         if (c->io.want_write) {
@@ -331,6 +262,11 @@ client_handshake(mg_client_t *c)
     }
     ev_io_stop(ctx->loop, &c->wev);
     ev_io_start(ctx->loop, &c->rev);
+    SSL_get0_alpn_selected(c->io.ssl, &alpn, &alpn_len);
+    if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0) {
+        mg_h2_start(c);
+        return;
+    }
     c->state = CS_HEAD;
     client_read_head(c);
 }
@@ -358,8 +294,16 @@ upstream_want_read(mg_client_t *c)
 void
 mg_proxy_drain(mg_ctx_t *ctx)
 {
+    mg_client_t *c, *next;
+
     ctx->draining = 1;
     mg_upstream_close_idle(ctx);
+    for (c = ctx->clients; c != NULL; c = next) {
+        next = c->next;   /* a drained HTTP/2 connection may close */
+        if (c->h2 != NULL) {
+            mg_h2_drain(c);
+        }
+    }
 }
 
 void
@@ -400,7 +344,8 @@ client_log_request(mg_client_t *c)
     e.method_len = c->method_len;
     e.path = c->target;
     e.path_len = c->target_len;
-    e.version_minor = c->version_minor;
+    e.protocol = c->is_stream ? "HTTP/2.0"
+                 : c->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     e.status = c->status;
     e.bytes_sent = c->bytes_sent;
     e.duration = ev_now(c->ctx->loop) - c->start;
@@ -514,6 +459,10 @@ client_respond(mg_client_t *c, unsigned status, const char *ctype,
     mg_buf_put(&ctx->bufs, c->out);
     c->out = NULL;
     c->status = status;
+    if (c->is_stream) {
+        mg_h2_respond(c, status, ctype, body, blen, extra);
+        return;
+    }
     c->keep_alive = c->req_keep_alive && !ctx->draining && !c->closing
                     && client_discard_body(c) == MG_OK;
     b = need <= MG_BUF_SIZE ? mg_buf_get(&ctx->bufs) : mg_buf_get_large(need);
@@ -526,7 +475,7 @@ client_respond(mg_client_t *c, unsigned status, const char *ctype,
                  "Content-Type: %s\r\n"
                  "Content-Length: %zu\r\n"
                  "%s%s\r\n",
-                 status, proxy_reason(status), ctype, blen,
+                 status, mg_proxy__reason(status), ctype, blen,
                  extra ? extra : "",
                  c->keep_alive ? (c->version_minor == 0
                                   ? "Connection: keep-alive\r\n" : "")
@@ -636,7 +585,7 @@ client_reject(mg_client_t *c, int err)
     if (c->method_len == 0) {
         client_log_fields_from_raw(c);
     }
-    snprintf(body, sizeof(body), "%s\n", proxy_reason(status));
+    snprintf(body, sizeof(body), "%s\n", mg_proxy__reason(status));
     client_respond_text(c, status, body);
 }
 
@@ -744,6 +693,13 @@ client_redirect(mg_client_t *c, const mg_h1_request_t *r)
     }
     snprintf(extra, sizeof(extra), "Location: %s\r\n", loc);
     client_respond(c, rt->redirect_status, "text/plain", "", 0, extra);
+}
+
+/* The connection a request came on: its own, or its HTTP/2 parent's. */
+static const mg_io_t *
+client_conn_io(const mg_client_t *c)
+{
+    return c->is_stream ? &c->parent->io : &c->io;
 }
 
 /* Appends "name: value\r\n" to |b|. MG_OK, or MG_ERROR when it is full. */
@@ -934,7 +890,7 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                           strlen(c->client_ip), NULL, 0) != MG_OK) {
         return MG_ERROR;
     }
-    if ((c->io.ssl != NULL
+    if ((client_conn_io(c)->ssl != NULL
              ? buf_add_lit(b, "X-Forwarded-Proto: https\r\n")
              : buf_add_lit(b, "X-Forwarded-Proto: http\r\n")) != MG_OK) {
         return MG_ERROR;
@@ -972,8 +928,10 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
 static int
 client_has_verified_cert(const mg_client_t *c)
 {
-    return c->io.ssl != NULL && SSL_get0_peer_certificate(c->io.ssl) != NULL
-           && SSL_get_verify_result(c->io.ssl) == X509_V_OK;
+    const mg_io_t *io = client_conn_io(c);
+
+    return io->ssl != NULL && SSL_get0_peer_certificate(io->ssl) != NULL
+           && SSL_get_verify_result(io->ssl) == X509_V_OK;
 }
 
 static void
@@ -1019,6 +977,11 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         return;
     }
     if (r->method_id == MG_H1_METHOD_CONNECT) {
+        if (c->is_stream) {
+            client_respond_text(c, 405, "CONNECT over HTTP/2 is not "
+                                        "supported\n");
+            return;
+        }
         if (!rt->allow_connect || rt->action != MG_ROUTE_CLUSTER) {
             client_respond_text(c, 403,
                                 "CONNECT is not allowed on this route\n");
@@ -1132,6 +1095,18 @@ client_read_head(mg_client_t *c)
             }
         }
         c->pipelined = 0;
+
+        if (c->lc->h2c && c->method_len == 0 && c->in->pos[0] == 'P') {
+            size_t k = mg_min(mg_buf_pending(c->in), MG_H2_PREFACE_LEN);
+
+            if (memcmp(c->in->pos, MG_H2_PREFACE, k) == 0) {
+                if (k < MG_H2_PREFACE_LEN) {
+                    continue;   /* the rest of the preface is on its way */
+                }
+                mg_h2_start(c);
+                return;
+            }
+        }
 
         hl = mg_h1_find_head_end(c->in->pos, mg_buf_pending(c->in),
                                  &c->head_scanned);
@@ -1403,6 +1378,11 @@ static void
 proxy_fail(mg_client_t *c, unsigned status, const char *reason)
 {
     client_detach_upstream(c, 0);
+    if (c->is_stream && c->resp_submitted) {
+        c->status = c->status ? c->status : status;
+        mg_h2_reset(c);
+        return;
+    }
     if (c->resp_head_done || c->state == CS_TUNNEL) {
         c->status = c->status ? c->status : status;
         c->keep_alive = 0;
@@ -1450,6 +1430,140 @@ proxy_req_body_avail(mg_client_t *c, int *err)
 
 static void
 proxy_send_upstream(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+
+    if (c->is_stream) {
+        proxy_send_upstream_stream(c);
+        return;
+    }
+    proxy_send_upstream_h1(c);
+    (void)ctx;
+}
+
+static void
+proxy_request_sent(mg_client_t *c)
+{
+    mg_uconn_t *u = c->u;
+
+    c->req_body_done = 1;
+    ev_io_stop(c->ctx->loop, &u->wev);
+    if (!ev_is_active(&u->timer)) {
+        ev_timer_again(c->ctx->loop, &u->timer);
+    }
+}
+
+/* An HTTP/2 stream's body goes upstream as it came (with a known length)
+ * or framed as chunked; flow control credit returns as bytes leave. */
+static void
+proxy_send_upstream_stream(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    struct iovec iov[3];
+    size_t head, hdr, data, avail;
+    ssize_t n;
+    int iovcnt, len;
+
+    if (u == NULL || u->connecting
+        || (u->io.ssl != NULL && !u->io.handshake_done)) {
+        return;
+    }
+    for (;;) {
+        head = c->uhead ? mg_buf_pending(c->uhead) : 0;
+        avail = c->in ? mg_buf_pending(c->in) : 0;
+        data = 0;
+        if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+            data = (size_t)mg_min((int64_t)avail, c->body_left);
+        } else if (c->gen_chunked) {
+            if (c->chunk_left == 0 && c->chunk_hdr_pos == c->chunk_hdr_len
+                && !c->chunk_final) {
+                if (avail > 0) {
+                    len = snprintf(c->chunk_hdr, sizeof(c->chunk_hdr),
+                                   "%zx\r\n", avail);
+                    c->chunk_hdr_len = (unsigned)len;
+                    c->chunk_hdr_pos = 0;
+                    c->chunk_left = avail;
+                } else if (c->body_eof) {
+                    memcpy(c->chunk_hdr, "0\r\n\r\n", 5);
+                    c->chunk_hdr_len = 5;
+                    c->chunk_hdr_pos = 0;
+                    c->chunk_final = 1;
+                }
+            }
+            data = (size_t)mg_min(avail, c->chunk_left);
+        }
+        hdr = c->chunk_hdr_len - c->chunk_hdr_pos;
+        iovcnt = 0;
+        if (head > 0) {
+            iov[iovcnt].iov_base = c->uhead->pos;
+            iov[iovcnt++].iov_len = head;
+        }
+        if (hdr > 0) {
+            iov[iovcnt].iov_base = c->chunk_hdr + c->chunk_hdr_pos;
+            iov[iovcnt++].iov_len = hdr;
+        }
+        if (data > 0) {
+            iov[iovcnt].iov_base = c->in->pos;
+            iov[iovcnt++].iov_len = data;
+        }
+        if (iovcnt == 0) {
+            break;
+        }
+        n = mg_io_sendv(&u->io, iov, iovcnt);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                ev_io_start(ctx->loop, &u->wev);
+                return;
+            }
+            proxy_upstream_lost(c, errno, "reset the connection");
+            return;
+        }
+        if (head > 0) {
+            size_t k = mg_min((size_t)n, head);
+
+            c->uhead->pos += k;
+            n -= (ssize_t)k;
+        }
+        if (hdr > 0 && n > 0) {
+            size_t k = mg_min((size_t)n, hdr);
+
+            c->chunk_hdr_pos += (unsigned)k;
+            n -= (ssize_t)k;
+        }
+        if (n > 0) {
+            c->in->pos += n;
+            if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+                c->body_left -= n;
+            } else {
+                c->chunk_left -= (uint64_t)n;
+                if (c->chunk_left == 0) {
+                    memcpy(c->chunk_hdr, "\r\n", 2);
+                    c->chunk_hdr_len = 2;
+                    c->chunk_hdr_pos = 0;
+                }
+            }
+            mg_h2_consume(c, (size_t)n);
+        }
+    }
+    if (c->in != NULL && mg_buf_pending(c->in) == 0) {
+        c->in->pos = c->in->last = c->in->start;
+    }
+    if (c->req_body_kind == MG_H1_BODY_NONE
+        || (c->req_body_kind == MG_H1_BODY_LENGTH && c->body_left == 0)
+        || (c->gen_chunked && c->chunk_final
+            && c->chunk_hdr_pos == c->chunk_hdr_len)) {
+        proxy_request_sent(c);
+        return;
+    }
+    ev_io_stop(ctx->loop, &u->wev);
+}
+
+static void
+proxy_send_upstream_h1(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
     mg_uconn_t *u = c->u;
@@ -1671,7 +1785,7 @@ proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
     c->resp_scanned = 0;
     c->resp_keep_alive = resp->keep_alive;
     c->resp_decode = resp->body_kind == MG_H1_BODY_CHUNKED
-                     && c->version_minor == 0;
+                     && (c->version_minor == 0 || c->is_stream);
     c->keep_alive = c->req_keep_alive && !ctx->draining && c->req_body_done
                     && resp->body_kind != MG_H1_BODY_CLOSE && !c->resp_decode
                     && resp->status != 101;
@@ -1682,6 +1796,13 @@ proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
     /* The request can no longer be replayed: its head is not needed. */
     mg_buf_put(&ctx->bufs, c->uhead);
     c->uhead = NULL;
+    if (c->is_stream) {
+        if (mg_h2_submit_response(c, resp) != MG_OK) {
+            c->resp_head_done = 0;
+            proxy_fail(c, 502, "upstream response head not translatable\n");
+        }
+        return;
+    }
     if (proxy_build_client_head(c, resp) != MG_OK) {
         mg_buf_put(&ctx->bufs, c->out);
         c->out = NULL;
@@ -1758,6 +1879,11 @@ proxy_send_client(mg_client_t *c)
     size_t head, body;
     ssize_t n;
     int iovcnt, err;
+
+    if (c->is_stream) {
+        mg_h2_resume(c);
+        return;
+    }
 
     for (;;) {
         head = c->out ? mg_buf_pending(c->out) : 0;
@@ -2124,6 +2250,9 @@ client_on_read(struct ev_loop *loop, ev_io *w, int revents)
     case CS_HANDSHAKE:
         client_handshake(c);
         break;
+    case CS_H2:
+        mg_h2_on_read(c);
+        break;
     case CS_HEAD:
         client_read_head(c);
         break;
@@ -2152,6 +2281,9 @@ client_on_write(struct ev_loop *loop, ev_io *w, int revents)
     case CS_HANDSHAKE:
         client_handshake(c);
         break;
+    case CS_H2:
+        mg_h2_on_write(c);
+        break;
     case CS_DIRECT:
         ev_io_stop(loop, w);
         client_send_direct(c);
@@ -2173,6 +2305,10 @@ client_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mg_client_t *c = w->data;
 
+    if (c->state == CS_H2) {
+        mg_h2_on_timer(c);
+        return;
+    }
     if (c->state == CS_HEAD && c->in != NULL && mg_buf_pending(c->in) > 0) {
         mg_log_error(MG_LOG_INFO, &mg_log, 0,
                      "client timed out sending its request head, client: %s, "
@@ -2261,4 +2397,157 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     snprintf(msg, sizeof(msg), "upstream response timeout (cluster %s)\n",
              u->ep->cluster->name);
     proxy_fail(c, 504, msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Internals for the HTTP/2 side                                       */
+
+mg_client_t *
+mg_proxy__stream_new(mg_client_t *conn, int32_t stream_id)
+{
+    mg_ctx_t *ctx = conn->ctx;
+    mg_client_t *s = ctx->free_clients;
+
+    if (s != NULL) {
+        ctx->free_clients = s->next;
+        ctx->nfree_clients--;
+    } else {
+        s = malloc(sizeof(*s));
+        if (s == NULL) {
+            return NULL;
+        }
+    }
+    memset(s, 0, offsetof(mg_client_t, client_ip));
+    s->method_len = s->target_len = s->host_len = 0;
+    s->ctx = ctx;
+    s->lc = conn->lc;
+    s->io.fd = -1;
+    s->io.ssl = NULL;
+    s->parent = conn;
+    s->h2 = NULL;
+    s->is_stream = 1;
+    s->stream_id = stream_id;
+    s->state = CS_PROXY;
+    s->version_minor = 1;
+    memcpy(s->client_ip, conn->client_ip, sizeof(s->client_ip));
+    ev_init(&s->timer, client_on_timer);
+    s->timer.data = s;
+    return s;
+}
+
+int
+mg_proxy__resp_complete(const mg_client_t *c)
+{
+    return c->resp_done
+           && (c->resp_body_kind != MG_H1_BODY_CHUNKED || c->resp_scanned == 0);
+}
+
+void
+mg_proxy__log(mg_client_t *c)
+{
+    if (c->method_len != 0 && !c->logged) {
+        c->logged = 1;
+        client_log_request(c);
+    }
+}
+
+void
+mg_proxy__stream_free(mg_client_t *s)
+{
+    mg_ctx_t *ctx = s->ctx;
+    int reuse = s->u != NULL && mg_proxy__resp_complete(s)
+                && s->resp_keep_alive && s->req_body_done
+                && s->resp_body_kind != MG_H1_BODY_CLOSE && s->u->in != NULL
+                && mg_buf_pending(s->u->in) == 0;
+
+    client_detach_upstream(s, reuse);
+    mg_proxy__log(s);
+    mg_buf_put(&ctx->bufs, s->in);
+    mg_buf_put(&ctx->bufs, s->out);
+    mg_buf_put(&ctx->bufs, s->uhead);
+    s->in = s->out = s->uhead = NULL;
+    if (ctx->nfree_clients < 1024) {
+        s->next = ctx->free_clients;
+        ctx->free_clients = s;
+        ctx->nfree_clients++;
+    } else {
+        free(s);
+    }
+}
+
+void
+mg_proxy__handle_request(mg_client_t *c, const mg_h1_request_t *r)
+{
+    client_handle_request(c, r);
+}
+
+void
+mg_proxy__send_upstream(mg_client_t *c)
+{
+    if (c->u != NULL && !c->req_body_done) {
+        proxy_send_upstream(c);
+    }
+}
+
+size_t
+mg_proxy__resp_body_avail(mg_client_t *c, int *err)
+{
+    *err = 0;
+    if (c->u == NULL) {
+        return 0;
+    }
+    return proxy_resp_body_avail(c, err);
+}
+
+void
+mg_proxy__resp_body_sent(mg_client_t *c, size_t n)
+{
+    mg_uconn_t *u = c->u;
+    int reuse;
+
+    if (u == NULL) {
+        return;
+    }
+    if (n > 0) {
+        u->in->pos += n;
+        c->bytes_sent += n;
+        if (c->resp_body_kind == MG_H1_BODY_LENGTH) {
+            c->resp_left -= (int64_t)n;
+            if (c->resp_left == 0) {
+                c->resp_done = 1;
+            }
+        } else if (c->resp_body_kind == MG_H1_BODY_CHUNKED) {
+            c->resp_scanned -= n;
+        }
+    }
+    if (c->resp_body_kind == MG_H1_BODY_CLOSE && c->resp_eof
+        && (u->in == NULL || mg_buf_pending(u->in) == 0)) {
+        c->resp_done = 1;
+    }
+    if (mg_proxy__resp_complete(c)) {
+        reuse = c->resp_keep_alive && c->req_body_done
+                && c->resp_body_kind != MG_H1_BODY_CLOSE && u->in != NULL
+                && mg_buf_pending(u->in) == 0;
+        client_detach_upstream(c, reuse);
+        return;
+    }
+    if (u->in != NULL && mg_buf_pending(u->in) == 0) {
+        u->in->pos = u->in->last = u->in->start;
+        upstream_want_read(c);
+        if (c->req_body_done) {
+            ev_timer_again(c->ctx->loop, &u->timer);
+        }
+    }
+}
+
+void
+mg_proxy__close(mg_client_t *c)
+{
+    client_close(c);
+}
+
+void
+mg_proxy__want_read(mg_client_t *c)
+{
+    client_want_read(c);
 }
