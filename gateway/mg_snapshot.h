@@ -87,6 +87,7 @@ struct mg_route_s {
     mg_str_t path;                /* the prefix or exact path */
     const mg_cluster_conf_t *cluster;  /* MG_ROUTE_CLUSTER */
     double timeout;               /* whole response; 0 = cluster's */
+    const struct mg_gzip_conf_s *gzip; /* response compression, or NULL */
     /* MG_ROUTE_DIRECT */
     unsigned status;
     mg_str_t body;
