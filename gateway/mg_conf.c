@@ -36,6 +36,7 @@
 #include "mg_pool.h"
 #include "mg_router.h"
 #include "mg_snapshot.h"
+#include "mg_tls.h"
 
 #define CONF_POOL_SIZE    16384
 #define CONF_MAX_SECONDS  (365.0 * 86400)   /* keeps ev timers sane */
@@ -79,6 +80,7 @@ typedef struct conf_key_s {
 #define CK_GROUP(n)         { n, CONF_GROUP, 0, 0, 0, 0, NULL }
 #define CK_LIST_REQ(n)      { n, CONF_LIST, CONF_REQUIRED, 0, 0, 0, NULL }
 #define CK_STRS_REQ(n)      { n, CONF_STRS, CONF_REQUIRED, 0, 0, 0, NULL }
+#define CK_STRS(n)          { n, CONF_STRS, 0, 0, 0, 0, NULL }
 
 /* A key's value after parsing; defaults are filled in first. */
 typedef struct conf_val_s {
@@ -90,7 +92,7 @@ typedef struct conf_val_s {
 
 enum {
     GK_REGION, GK_ZONE, GK_WORKERS, GK_USER, GK_DRAIN_TIMEOUT, GK_LOG_LEVEL,
-    GK_ERROR_LOG, GK_PID_FILE, GK_N
+    GK_ERROR_LOG, GK_PID_FILE, GK_TLS_TICKET_ROTATION, GK_N
 };
 
 static const conf_key_t conf_gateway_keys[GK_N] = {
@@ -103,6 +105,7 @@ static const conf_key_t conf_gateway_keys[GK_N] = {
     [GK_LOG_LEVEL] = CK_STR("log_level", "notice"),
     [GK_ERROR_LOG] = CK_STR("error_log", "stderr"),
     [GK_PID_FILE] = CK_STR("pid_file", NULL),
+    [GK_TLS_TICKET_ROTATION] = CK_SECS("tls_ticket_rotation", 3600),
 };
 
 enum { AK_LISTEN, AK_ALLOW_REMOTE, AK_N };
@@ -116,7 +119,7 @@ enum {
     LK_NAME, LK_LISTEN, LK_ROUTES, LK_BACKLOG, LK_MAX_REQUEST_LINE,
     LK_MAX_HEADER_SIZE, LK_MAX_HEADERS, LK_MAX_BODY_SIZE,
     LK_REQUEST_HEADER_TIMEOUT, LK_IDLE_TIMEOUT, LK_SEND_TIMEOUT,
-    LK_ACCESS_LOG, LK_N
+    LK_ACCESS_LOG, LK_TLS, LK_H2C, LK_N
 };
 
 static const conf_key_t conf_listener_keys[LK_N] = {
@@ -132,11 +135,41 @@ static const conf_key_t conf_listener_keys[LK_N] = {
     [LK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
     [LK_SEND_TIMEOUT] = CK_SECS("send_timeout", 60),
     [LK_ACCESS_LOG] = CK_STR("access_log", "off"),
+    [LK_TLS] = CK_GROUP("tls"),
+    [LK_H2C] = CK_BOOL("h2c", 0),
 };
+
+/* A listener's tls = { ... }. */
+enum {
+    TK_CERTIFICATES, TK_ALPN, TK_PROTOCOLS, TK_CIPHERS, TK_CIPHERSUITES,
+    TK_CLIENT_CA, TK_VERIFY_CLIENT, TK_SESSION_TICKETS, TK_N
+};
+
+static const conf_key_t conf_tls_keys[TK_N] = {
+    [TK_CERTIFICATES] = CK_LIST_REQ("certificates"),
+    [TK_ALPN] = CK_STRS("alpn"),
+    [TK_PROTOCOLS] = CK_STRS("protocols"),
+    [TK_CIPHERS] = CK_STR("ciphers", NULL),
+    [TK_CIPHERSUITES] = CK_STR("ciphersuites", NULL),
+    [TK_CLIENT_CA] = CK_STR("client_ca", NULL),
+    [TK_VERIFY_CLIENT] = CK_STR("verify_client", "off"),
+    [TK_SESSION_TICKETS] = CK_BOOL("session_tickets", 1),
+};
+
+enum { PK_CERT, PK_KEY, PK_N };
+
+static const conf_key_t conf_cert_keys[PK_N] = {
+    [PK_CERT] = CK_STR_REQ("cert"),
+    [PK_KEY] = CK_STR_REQ("key"),
+};
+
+/* Used when a listener's tls has no alpn. */
+static const char *const conf_default_alpn[] = { "h2", "http/1.1" };
 
 enum {
     RK_DOMAINS, RK_PREFIX, RK_PATH, RK_CLUSTER, RK_DIRECT_RESPONSE,
-    RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_N
+    RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_REQUIRE_CLIENT_CERT,
+    RK_N
 };
 
 static const conf_key_t conf_route_keys[RK_N] = {
@@ -150,6 +183,7 @@ static const conf_key_t conf_route_keys[RK_N] = {
     [RK_CONNECT] = CK_BOOL("connect", 0),
     [RK_TIMEOUT] = { "timeout", CONF_NUM, CONF_BOUNDS, 0, CONF_MAX_SECONDS, 0,
                      NULL },
+    [RK_REQUIRE_CLIENT_CERT] = CK_BOOL("require_client_cert", 0),
 };
 
 enum { DK_STATUS, DK_BODY, DK_CONTENT_TYPE, DK_N };
@@ -171,7 +205,7 @@ static const conf_key_t conf_redirect_keys[XK_N] = {
 
 enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
-    CK_MAX_IDLE, CK_ENDPOINTS, CK_N
+    CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -182,6 +216,25 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
     [CK_MAX_IDLE] = CK_INT("max_idle", 0, 65535, 64),
     [CK_ENDPOINTS] = CK_LIST_REQ("endpoints"),
+    [CK_PROTOCOL] = CK_STR("protocol", "http/1.1"),
+    [CK_TLS] = CK_GROUP("tls"),
+};
+
+/* A cluster's tls = { ... }: how we talk TLS to its endpoints. */
+enum {
+    UK_CA, UK_CERT, UK_KEY, UK_SNI, UK_VERIFY, UK_PROTOCOLS, UK_CIPHERS,
+    UK_CIPHERSUITES, UK_N
+};
+
+static const conf_key_t conf_cluster_tls_keys[UK_N] = {
+    [UK_CA] = CK_STR("ca", NULL),
+    [UK_CERT] = CK_STR("cert", NULL),
+    [UK_KEY] = CK_STR("key", NULL),
+    [UK_SNI] = CK_STR("sni", NULL),
+    [UK_VERIFY] = CK_BOOL("verify", 1),
+    [UK_PROTOCOLS] = CK_STRS("protocols"),
+    [UK_CIPHERS] = CK_STR("ciphers", NULL),
+    [UK_CIPHERSUITES] = CK_STR("ciphersuites", NULL),
 };
 
 enum { EK_ADDRESS, EK_WEIGHT, EK_ZONE, EK_N };
@@ -1075,6 +1128,7 @@ conf_parse_gateway(conf_ctx_t *ctx)
     if (gw->pid_file != NULL && gw->pid_file[0] == '\0') {
         conf_error(ctx, v[GK_PID_FILE].s, "key \"pid_file\" must be a path");
     }
+    gw->tls_ticket_rotation = v[GK_TLS_TICKET_ROTATION].num;
 }
 
 static void
@@ -1093,6 +1147,187 @@ conf_parse_admin(conf_ctx_t *ctx)
     ctx->admin_listen_s = v[AK_LISTEN].s;
     ctx->admin_listen = v[AK_LISTEN].str;
     ctx->admin_allow_remote = (int)v[AK_ALLOW_REMOTE].i;
+}
+
+/* TLS problems are reported at the value's setting, or at the tls group
+ * when the problem has no single value (out of memory). */
+typedef struct conf_tls_report_s {
+    conf_ctx_t *ctx;
+    const config_setting_t *s;
+} conf_tls_report_t;
+
+static void
+conf_tls_error(void *data, const void *pos, const char *msg)
+{
+    conf_tls_report_t *rep = data;
+
+    conf_error(rep->ctx, pos != NULL ? pos : rep->s, "%s", msg);
+}
+
+/* A file named in the configuration: a relative path is relative to the
+ * directory of the main file, like @include. */
+static const char *
+conf_file_path(conf_ctx_t *ctx, const char *path)
+{
+    size_t len;
+    char *buf;
+
+    if (path == NULL || path[0] == '/' || strcmp(ctx->dir, ".") == 0) {
+        return path;
+    }
+    len = strlen(ctx->dir) + strlen(path) + 2;
+    buf = conf_alloc(ctx->pool, len);
+    snprintf(buf, len, "%s/%s", ctx->dir, path);
+    return buf;
+}
+
+/* The expanded strings of array |s|, or NULL after reporting. */
+static const char **
+conf_strs(conf_ctx_t *ctx, const config_setting_t *s, unsigned *n)
+{
+    const config_setting_t *e;
+    const char **v;
+    unsigned i;
+    int bad = 0;
+
+    *n = (unsigned)config_setting_length(s);
+    v = conf_alloc(ctx->tmp, (*n + 1) * sizeof(char *));
+    for (i = 0; i < *n; i++) {
+        e = config_setting_get_elem(s, i);
+        v[i] = conf_expand(ctx, e, config_setting_get_string(e));
+        bad |= v[i] == NULL;
+    }
+    return bad ? NULL : v;
+}
+
+/* protocols, ciphers and ciphersuites of a listener's or cluster's tls. */
+static int
+conf_tls_common(conf_ctx_t *ctx, mg_tls_common_conf_t *c,
+                const conf_val_t *protocols, const conf_val_t *ciphers,
+                const conf_val_t *ciphersuites)
+{
+    if (protocols->s != NULL) {
+        c->protocols = conf_strs(ctx, protocols->s, &c->nprotocols);
+        c->protocols_pos = protocols->s;
+        if (c->protocols == NULL) {
+            return MG_ERROR;
+        }
+    }
+    c->ciphers = ciphers->str;
+    c->ciphers_pos = ciphers->s;
+    c->ciphersuites = ciphersuites->str;
+    c->ciphersuites_pos = ciphersuites->s;
+    return MG_OK;
+}
+
+/* A listener's tls group: builds l->tls (the SSL_CTX of its handshakes). */
+static void
+conf_parse_listener_tls(conf_ctx_t *ctx, mg_listener_conf_t *l,
+                        const config_setting_t *g)
+{
+    conf_tls_report_t rep = { ctx, g };
+    const config_setting_t *list, *e;
+    mg_tls_server_conf_t tc;
+    mg_tls_cert_conf_t *certs;
+    conf_val_t v[TK_N], pv[PK_N];
+    const char *verify;
+    unsigned i, n;
+    int rc;
+
+    rc = conf_group(ctx, g, "tls", conf_tls_keys, TK_N, v);
+    if (!config_setting_is_group(g)) {
+        return;
+    }
+    memset(&tc, 0, sizeof(tc));
+    tc.name = l->name != NULL ? l->name : "";
+
+    list = v[TK_CERTIFICATES].s;
+    n = list != NULL ? (unsigned)config_setting_length(list) : 0;
+    if (list != NULL && n == 0) {
+        conf_error(ctx, list, "key \"certificates\" must not be empty");
+        rc = MG_ERROR;
+    }
+    certs = conf_alloc(ctx->tmp, (n + 1) * sizeof(mg_tls_cert_conf_t));
+    for (i = 0; i < n; i++) {
+        e = config_setting_get_elem(list, i);
+        if (conf_group(ctx, e, "certificate", conf_cert_keys, PK_N, pv)
+            != MG_OK)
+        {
+            rc = MG_ERROR;
+            continue;
+        }
+        certs[i].cert = conf_file_path(ctx, pv[PK_CERT].str);
+        certs[i].cert_pos = pv[PK_CERT].s;
+        certs[i].key = conf_file_path(ctx, pv[PK_KEY].str);
+        certs[i].key_pos = pv[PK_KEY].s;
+    }
+    tc.certs = certs;
+    tc.ncerts = n;
+
+    if (v[TK_ALPN].s != NULL) {
+        tc.alpn = conf_strs(ctx, v[TK_ALPN].s, &tc.nalpn);
+        tc.alpn_pos = v[TK_ALPN].s;
+        if (tc.alpn == NULL) {
+            rc = MG_ERROR;
+            tc.nalpn = 0;
+        }
+    } else {
+        tc.alpn = conf_default_alpn;
+        tc.nalpn = mg_countof(conf_default_alpn);
+    }
+    for (i = 0; i < tc.nalpn; i++) {
+        if (strcmp(tc.alpn[i], "h2") == 0) {
+            l->h2 = 1;
+        }
+    }
+    if (conf_tls_common(ctx, &tc.common, &v[TK_PROTOCOLS], &v[TK_CIPHERS],
+                        &v[TK_CIPHERSUITES])
+        != MG_OK)
+    {
+        rc = MG_ERROR;
+    }
+
+    tc.client_ca = conf_file_path(ctx, v[TK_CLIENT_CA].str);
+    tc.client_ca_pos = v[TK_CLIENT_CA].s;
+    verify = v[TK_VERIFY_CLIENT].str;
+    if (strcmp(verify, "off") == 0) {
+        tc.verify = MG_TLS_VERIFY_OFF;
+    } else if (strcmp(verify, "optional") == 0) {
+        tc.verify = MG_TLS_VERIFY_OPTIONAL;
+    } else if (strcmp(verify, "required") == 0) {
+        tc.verify = MG_TLS_VERIFY_REQUIRED;
+    } else {
+        conf_error(ctx, v[TK_VERIFY_CLIENT].s,
+                   "key \"verify_client\" must be \"off\", \"optional\" or "
+                   "\"required\"");
+        rc = MG_ERROR;
+    }
+    if (tc.verify != MG_TLS_VERIFY_OFF && tc.client_ca == NULL) {
+        conf_error(ctx, v[TK_VERIFY_CLIENT].s,
+                   "verify_client = \"%s\" needs client_ca, the CA file "
+                   "that client certificates are checked against", verify);
+        rc = MG_ERROR;
+    }
+    l->tls_verify = tc.verify;
+    tc.session_tickets = v[TK_SESSION_TICKETS].i != 0;
+    tc.session_timeout = ctx->snap->gateway.tls_ticket_rotation;
+    tc.on_error = conf_tls_error;
+    tc.data = &rep;
+
+    /* Certificates are checked even when another key was wrong, so that
+     * one run reports every problem; only the whole list is needed. */
+    for (i = 0; i < n; i++) {
+        if (certs[i].cert == NULL || certs[i].key == NULL) {
+            return;
+        }
+    }
+    if (n == 0) {
+        return;
+    }
+    l->tls = mg_tls_server_create(ctx->pool, &tc);
+    if (rc != MG_OK) {
+        l->tls = NULL;   /* the pool frees it with the failed snapshot */
+    }
 }
 
 static void
@@ -1144,6 +1379,15 @@ conf_parse_listeners(conf_ctx_t *ctx)
         if (l->access_log != NULL && l->access_log[0] == '\0') {
             conf_error(ctx, v[LK_ACCESS_LOG].s,
                        "key \"access_log\" must be a path or \"off\"");
+        }
+        if (v[LK_TLS].s != NULL) {
+            conf_parse_listener_tls(ctx, l, v[LK_TLS].s);
+        }
+        l->h2c = v[LK_H2C].i != 0;
+        if (l->h2c && v[LK_TLS].s != NULL) {
+            conf_error(ctx, v[LK_H2C].s,
+                       "h2c = true (cleartext HTTP/2) cannot be used with "
+                       "tls; a TLS listener offers HTTP/2 through alpn");
         }
         l->file = conf_file(ctx, s);
         l->line = conf_line(s);
@@ -1403,6 +1647,7 @@ conf_parse_route(conf_ctx_t *ctx, const char *table, const config_setting_t *s)
         rc = MG_ERROR;
     }
     r->timeout = v[RK_TIMEOUT].num;
+    r->require_client_cert = v[RK_REQUIRE_CLIENT_CERT].i != 0;
 
     if (rc == MG_OK) {
         conf_vec_push(ctx, &ctx->routes, cr);
@@ -1462,6 +1707,62 @@ conf_parse_endpoint(conf_ctx_t *ctx, const config_setting_t *s,
     }
 }
 
+/* A cluster's tls group: builds cl->tls (the SSL_CTX of connections to
+ * its endpoints). cl->protocol is known. */
+static void
+conf_parse_cluster_tls(conf_ctx_t *ctx, mg_cluster_conf_t *cl,
+                       const config_setting_t *g)
+{
+    conf_tls_report_t rep = { ctx, g };
+    mg_tls_client_conf_t tc;
+    conf_val_t v[UK_N];
+    const char *why;
+    int rc;
+
+    rc = conf_group(ctx, g, "cluster tls", conf_cluster_tls_keys, UK_N, v);
+    if (!config_setting_is_group(g)) {
+        return;
+    }
+    memset(&tc, 0, sizeof(tc));
+    if (conf_tls_common(ctx, &tc.common, &v[UK_PROTOCOLS], &v[UK_CIPHERS],
+                        &v[UK_CIPHERSUITES])
+        != MG_OK)
+    {
+        rc = MG_ERROR;
+    }
+    tc.ca = conf_file_path(ctx, v[UK_CA].str);
+    tc.ca_pos = v[UK_CA].s;
+    tc.cert = conf_file_path(ctx, v[UK_CERT].str);
+    tc.cert_pos = v[UK_CERT].s;
+    tc.key = conf_file_path(ctx, v[UK_KEY].str);
+    tc.key_pos = v[UK_KEY].s;
+    if (v[UK_CERT].s != NULL && v[UK_KEY].s == NULL) {
+        conf_error(ctx, v[UK_CERT].s, "tls cert needs key");
+        rc = MG_ERROR;
+    } else if (v[UK_KEY].s != NULL && v[UK_CERT].s == NULL) {
+        conf_error(ctx, v[UK_KEY].s, "tls key needs cert");
+        rc = MG_ERROR;
+    }
+    tc.sni = v[UK_SNI].str;
+    if (tc.sni != NULL) {
+        why = tc.sni[0] == '*' || tc.sni[0] == '[' ? "must be a host name"
+                                                   : conf_domain_check(tc.sni);
+        if (why != NULL) {
+            conf_error(ctx, v[UK_SNI].s, "bad sni \"%s\": %s", tc.sni, why);
+            rc = MG_ERROR;
+        }
+    }
+    cl->tls_sni = tc.sni;
+    tc.verify = v[UK_VERIFY].i != 0;
+    tc.h2 = cl->protocol == MG_PROTO_H2;
+    tc.on_error = conf_tls_error;
+    tc.data = &rep;
+    if (rc != MG_OK) {
+        return;
+    }
+    cl->tls = mg_tls_client_create(ctx->pool, &tc);
+}
+
 static void
 conf_parse_clusters(conf_ctx_t *ctx)
 {
@@ -1469,7 +1770,7 @@ conf_parse_clusters(conf_ctx_t *ctx)
     mg_cluster_conf_t *cl;
     mg_priority_t *pr;
     conf_val_t v[CK_N];
-    const char *lb;
+    const char *lb, *proto;
     unsigned i, j, n;
 
     n = ctx->cluster_s.n;
@@ -1503,6 +1804,31 @@ conf_parse_clusters(conf_ctx_t *ctx)
         cl->response_timeout = v[CK_RESPONSE_TIMEOUT].num;
         cl->idle_timeout = v[CK_IDLE_TIMEOUT].num;
         cl->max_idle = (unsigned)v[CK_MAX_IDLE].i;
+
+        proto = v[CK_PROTOCOL].str;
+        cl->protocol = MG_PROTO_HTTP1;
+        if (strcmp(proto, "h2") == 0) {
+            cl->protocol = MG_PROTO_H2;
+            if (v[CK_TLS].s == NULL) {
+                conf_error(ctx, v[CK_PROTOCOL].s,
+                           "protocol \"h2\" needs tls (use \"h2c\" for "
+                           "cleartext HTTP/2)");
+            }
+        } else if (strcmp(proto, "h2c") == 0) {
+            cl->protocol = MG_PROTO_H2C;
+            if (v[CK_TLS].s != NULL) {
+                conf_error(ctx, v[CK_PROTOCOL].s,
+                           "protocol \"h2c\" is cleartext HTTP/2; use "
+                           "\"h2\" with tls");
+            }
+        } else if (strcmp(proto, "http/1.1") != 0) {
+            conf_error(ctx, v[CK_PROTOCOL].s,
+                       "key \"protocol\" must be one of \"http/1.1\", "
+                       "\"h2\", \"h2c\"");
+        }
+        if (v[CK_TLS].s != NULL) {
+            conf_parse_cluster_tls(ctx, cl, v[CK_TLS].s);
+        }
 
         cl->priorities = conf_alloc(ctx->pool, sizeof(mg_priority_t));
         cl->npriorities = 1;
