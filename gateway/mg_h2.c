@@ -451,8 +451,21 @@ h2_read_upstream_body(nghttp2_session *session, int32_t stream_id,
 {
     mg_client_t *s = source->ptr;
     size_t avail, n;
-    int err;
+    ssize_t got;
+    int err, eof;
 
+    if (s->gzip_on) {
+        got = mg_proxy__gzip_read(s, (char *)buf, length, &eof);
+        if (got < 0) {
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+        if (eof) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            s->resp_eof_given = 1;
+            return got;
+        }
+        return got > 0 ? got : NGHTTP2_ERR_DEFERRED;
+    }
     avail = mg_proxy__resp_body_avail(s, &err);
     if (err != 0) {
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
@@ -826,8 +839,8 @@ mg_h2_submit_response(mg_client_t *s, const mg_h1_response_t *resp)
     nghttp2_nv nv[H2_MAX_NV];
     nghttp2_data_provider prd;
     const mg_h1_header_t *h;
-    char status[4];
-    size_t nvlen = 0, i, k;
+    char status[4], vary[512];
+    size_t nvlen = 0, i, k, vary_len;
     char *name;
 
     snprintf(status, sizeof(status), "%03u", resp->status % 1000);
@@ -841,9 +854,13 @@ mg_h2_submit_response(mg_client_t *s, const mg_h1_response_t *resp)
             continue;
         }
         if (h->id == MG_H1_HDR_CONTENT_LENGTH
-            && s->resp_body_kind != MG_H1_BODY_LENGTH && resp->status != 304
-            && s->method_id != MG_H1_METHOD_HEAD) {
+            && ((s->resp_body_kind != MG_H1_BODY_LENGTH && resp->status != 304
+                 && s->method_id != MG_H1_METHOD_HEAD)
+                || s->gzip_on)) {
             continue;
+        }
+        if (s->gzip_vary && mg_str_caseeq_lit(h->name, "vary")) {
+            continue;   /* sent again below, with Accept-Encoding */
         }
         /* HTTP/2 field names are lower case; the HTTP/1.1 head they come
          * from is ours and no longer needed, so fold it in place. */
@@ -852,6 +869,26 @@ mg_h2_submit_response(mg_client_t *s, const mg_h1_response_t *resp)
             name[k] = mg_tolower(name[k]);
         }
         h2_nv(&nv[nvlen++], name, h->name.len, h->value.data, h->value.len);
+    }
+    if (s->gzip_on && nvlen < H2_MAX_NV) {
+        h2_nv(&nv[nvlen++], "content-encoding", 16, "gzip", 4);
+    }
+    if (s->gzip_vary && nvlen < H2_MAX_NV) {
+        /* One Vary field naming what it had plus Accept-Encoding. */
+        vary_len = 0;
+        for (i = 0; i < resp->nheaders; i++) {
+            h = &resp->headers[i];
+            if (mg_str_caseeq_lit(h->name, "vary")
+                && vary_len + h->value.len + 2 < sizeof(vary) - 16) {
+                memcpy(vary + vary_len, h->value.data, h->value.len);
+                vary_len += h->value.len;
+                memcpy(vary + vary_len, ", ", 2);
+                vary_len += 2;
+            }
+        }
+        memcpy(vary + vary_len, "accept-encoding", 15);
+        vary_len += 15;
+        h2_nv(&nv[nvlen++], "vary", 4, vary, vary_len);
     }
     prd.source.ptr = s;
     prd.read_callback = h2_read_upstream_body;

@@ -19,6 +19,7 @@
 #include "mg_access_log.h"
 #include "mg_buf.h"
 #include "mg_h1.h"
+#include "mg_gzip.h"
 #include "mg_h2.h"
 #include "mg_io.h"
 #include "mg_lb.h"
@@ -47,6 +48,8 @@ static void proxy_send_upstream_h1(mg_client_t *c);
 static void proxy_send_upstream_stream(mg_client_t *c);
 static void proxy_upstream_lost(mg_client_t *c, int err, const char *what);
 static void proxy_send_client(mg_client_t *c);
+static void proxy_send_client_gzip(mg_client_t *c);
+static void proxy_finish(mg_client_t *c);
 static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
 static void tunnel_pump(mg_client_t *c);
 
@@ -127,6 +130,16 @@ client_detach_upstream(mg_client_t *c, int reuse)
 }
 
 static void
+client_gzip_end(mg_client_t *c)
+{
+    mg_gzip_free(c->gz);
+    c->gz = NULL;
+    mg_buf_put(&c->ctx->bufs, c->gz_out);
+    c->gz_out = NULL;
+    c->gzip_on = 0;
+}
+
+static void
 client_close(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
@@ -143,6 +156,7 @@ client_close(mg_client_t *c)
     mg_buf_put(&ctx->bufs, c->out);
     mg_buf_put(&ctx->bufs, c->uhead);
     c->in = c->out = c->uhead = NULL;
+    client_gzip_end(c);
     if (c->prev != NULL) {
         c->prev->next = c->next;
     } else {
@@ -369,6 +383,7 @@ client_finish_request(mg_client_t *c)
     mg_buf_put(&ctx->bufs, c->out);
     mg_buf_put(&ctx->bufs, c->uhead);
     c->out = c->uhead = NULL;
+    client_gzip_end(c);
     ev_io_stop(ctx->loop, &c->wev);
     if (!c->keep_alive || ctx->draining) {
         client_close(c);
@@ -972,6 +987,17 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         return;
     }
     c->route = rt;
+    c->accept_gzip = 0;
+    if (rt->gzip != NULL) {
+        unsigned i;
+
+        for (i = 0; i < r->nheaders; i++) {
+            if (mg_str_caseeq_lit(r->headers[i].name, "accept-encoding")
+                && mg_gzip_accepted(r->headers[i].value)) {
+                c->accept_gzip = 1;
+            }
+        }
+    }
     if (rt->require_client_cert && !client_has_verified_cert(c)) {
         client_respond_text(c, 403, "a client certificate is required\n");
         return;
@@ -1716,7 +1742,7 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
     mg_buf_t *b;
     const mg_h1_header_t *h;
     unsigned i;
-    int n;
+    int n, vary_seen = 0;
 
     b = need <= MG_BUF_SIZE ? mg_buf_get(&ctx->bufs) : mg_buf_get_large(need);
     if (b == NULL) {
@@ -1733,8 +1759,17 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
             continue;
         }
         if (h->id == MG_H1_HDR_CONTENT_LENGTH
-            && c->resp_body_kind != MG_H1_BODY_LENGTH
-            && resp->status != 304 && c->method_id != MG_H1_METHOD_HEAD) {
+            && ((c->resp_body_kind != MG_H1_BODY_LENGTH
+                 && resp->status != 304 && c->method_id != MG_H1_METHOD_HEAD)
+                || c->gzip_on)) {
+            continue;
+        }
+        if (c->gzip_vary && mg_str_caseeq_lit(h->name, "vary")) {
+            vary_seen = 1;
+            if (buf_add_header(b, h->name, h->value.data, h->value.len,
+                               ", Accept-Encoding", 17) != MG_OK) {
+                return MG_ERROR;
+            }
             continue;
         }
         if (buf_add_header(b, h->name, h->value.data, h->value.len, NULL, 0)
@@ -1742,8 +1777,19 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
             return MG_ERROR;
         }
     }
-    if (c->resp_body_kind == MG_H1_BODY_CHUNKED && !c->resp_decode
-        && buf_add_lit(b, "Transfer-Encoding: chunked\r\n") != MG_OK) {
+    if (c->gzip_vary && !vary_seen
+        && buf_add_lit(b, "Vary: Accept-Encoding\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    if (c->gzip_on) {
+        if (buf_add_lit(b, "Content-Encoding: gzip\r\n") != MG_OK
+            || (c->version_minor == 1
+                && buf_add_lit(b, "Transfer-Encoding: chunked\r\n")
+                       != MG_OK)) {
+            return MG_ERROR;
+        }
+    } else if (c->resp_body_kind == MG_H1_BODY_CHUNKED && !c->resp_decode
+               && buf_add_lit(b, "Transfer-Encoding: chunked\r\n") != MG_OK) {
         return MG_ERROR;
     }
     if (resp->status == 101) {
@@ -1771,6 +1817,59 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
     return buf_add_lit(b, "\r\n");
 }
 
+/* Decides whether this response is compressed on its way to the client,
+ * and whether it must say it varies with Accept-Encoding. */
+static void
+proxy_gzip_decide(mg_client_t *c, const mg_h1_response_t *resp)
+{
+    const mg_gzip_conf_t *conf = c->route->gzip;
+    mg_str_t ctype = mg_str_null;
+    int64_t len = resp->body_kind == MG_H1_BODY_LENGTH ? resp->content_length
+                                                       : -1;
+    unsigned i;
+
+    c->gzip_on = 0;
+    c->gzip_vary = 0;
+    if (conf == NULL || c->resp_done || resp->status < 200
+        || resp->status == 204 || resp->status == 206 || resp->status == 304
+        || c->method_id == MG_H1_METHOD_HEAD) {
+        return;
+    }
+    for (i = 0; i < resp->nheaders; i++) {
+        const mg_h1_header_t *h = &resp->headers[i];
+
+        if (mg_str_caseeq_lit(h->name, "content-encoding")
+            || mg_str_caseeq_lit(h->name, "content-range")) {
+            return;   /* already encoded, or a range of the original */
+        }
+        if (mg_str_caseeq_lit(h->name, "cache-control")
+            && memmem(h->value.data, h->value.len, "no-transform", 12)) {
+            return;
+        }
+        if (mg_str_caseeq_lit(h->name, "content-type")) {
+            ctype = h->value;
+        }
+    }
+    if (!mg_gzip_wants(conf, ctype, len)) {
+        return;
+    }
+    c->gzip_vary = 1;
+    if (!c->accept_gzip) {
+        return;
+    }
+    c->gz = mg_gzip_new(conf->level);
+    if (c->gz == NULL) {
+        return;   /* sent as it is */
+    }
+    c->gzip_on = 1;
+    /* Compression needs the plain body; HTTP/1.1 clients get it chunked,
+     * HTTP/1.0 ones delimited by the close. */
+    c->resp_decode = 1;
+    if (!c->is_stream && c->version_minor == 0) {
+        c->keep_alive = 0;
+    }
+}
+
 static void
 proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
 {
@@ -1793,6 +1892,7 @@ proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
         || (resp->body_kind == MG_H1_BODY_LENGTH && resp->content_length == 0)) {
         c->resp_done = 1;
     }
+    proxy_gzip_decide(c, resp);
     /* The request can no longer be replayed: its head is not needed. */
     mg_buf_put(&ctx->bufs, c->uhead);
     c->uhead = NULL;
@@ -1871,6 +1971,236 @@ proxy_finish(mg_client_t *c)
     client_finish_request(c);
 }
 
+/* Takes |n| bytes of response body out of the upstream buffer. */
+static void
+proxy_resp_consume(mg_client_t *c, size_t n)
+{
+    mg_uconn_t *u = c->u;
+
+    if (n > 0) {
+        u->in->pos += n;
+        if (c->resp_body_kind == MG_H1_BODY_LENGTH) {
+            c->resp_left -= (int64_t)n;
+            if (c->resp_left == 0) {
+                c->resp_done = 1;
+            }
+        } else if (c->resp_body_kind == MG_H1_BODY_CHUNKED) {
+            c->resp_scanned -= n;
+        }
+    }
+    if (c->resp_body_kind == MG_H1_BODY_CLOSE && c->resp_eof
+        && (u->in == NULL || mg_buf_pending(u->in) == 0)) {
+        c->resp_done = 1;
+    }
+}
+
+/*
+ * Compresses what the upstream sent into c->gz_out, framed as one chunk
+ * for an HTTP/1.1 client. Returns MG_OK (output, or input taken), MG_AGAIN
+ * (needs more from the upstream) or MG_ERROR.
+ */
+static int
+proxy_gzip_produce(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    size_t avail = 0, in_len, hdr, tail, room;
+    ssize_t n;
+    int err, mode, framed = !c->is_stream && c->version_minor == 1;
+    char *out;
+
+    if (c->gz_out == NULL) {
+        c->gz_out = mg_buf_get(&ctx->bufs);
+        if (c->gz_out == NULL) {
+            return MG_ERROR;
+        }
+    }
+    c->gz_out->pos = c->gz_out->last = c->gz_out->start;
+    if (c->u != NULL) {
+        avail = proxy_resp_body_avail(c, &err);
+        if (err != 0) {
+            return MG_ERROR;
+        }
+    }
+    if (avail > 0) {
+        mode = Z_NO_FLUSH;
+    } else if (mg_proxy__resp_complete(c)) {
+        mode = Z_FINISH;
+    } else if (!c->gz->flushed) {
+        mode = Z_SYNC_FLUSH;   /* the upstream paused: pass on what we have */
+    } else {
+        return MG_AGAIN;
+    }
+    /* A chunk: "xxxxxx\r\n" data "\r\n", plus the last chunk at the end. */
+    hdr = framed ? 8 : 0;
+    tail = framed ? 2 + 5 : 0;
+    out = c->gz_out->start + hdr;
+    room = (size_t)(c->gz_out->end - out) - tail;
+    in_len = avail;
+    n = mg_gzip_run(c->gz, avail ? c->u->in->pos : "", &in_len, out, room,
+                    mode);
+    if (n < 0) {
+        return MG_ERROR;
+    }
+    if (in_len > 0) {
+        proxy_resp_consume(c, in_len);
+    }
+    if (n > 0) {
+        if (framed) {
+            static const char hex[] = "0123456789abcdef";
+            char *p = c->gz_out->start;
+            int k;
+
+            /* Fixed width, leading zeros: the size fits before the data
+             * it describes (a block is far below 16^6 bytes). */
+            for (k = 5; k >= 0; k--) {
+                p[k] = hex[((size_t)n >> (4 * (5 - k))) & 0xf];
+            }
+            p[6] = '\r';
+            p[7] = '\n';
+        }
+        c->gz_out->pos = framed ? c->gz_out->start : out;
+        c->gz_out->last = out + n;
+        if (framed) {
+            memcpy(c->gz_out->last, "\r\n", 2);
+            c->gz_out->last += 2;
+        }
+    }
+    if (c->gz->finished && framed) {
+        if (n == 0) {
+            c->gz_out->pos = c->gz_out->last = c->gz_out->start;
+        }
+        memcpy(c->gz_out->last, "0\r\n\r\n", 5);
+        c->gz_out->last += 5;
+    }
+    return MG_OK;
+}
+
+static void
+proxy_send_client_gzip(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    struct iovec iov[2];
+    int iovcnt, rc;
+    ssize_t n;
+
+    for (;;) {
+        iovcnt = 0;
+        if (c->out != NULL && mg_buf_pending(c->out) > 0) {
+            iov[iovcnt].iov_base = c->out->pos;
+            iov[iovcnt++].iov_len = mg_buf_pending(c->out);
+        }
+        if (c->gz_out != NULL && mg_buf_pending(c->gz_out) > 0) {
+            iov[iovcnt].iov_base = c->gz_out->pos;
+            iov[iovcnt++].iov_len = mg_buf_pending(c->gz_out);
+        }
+        if (iovcnt == 0) {
+            if (c->gz->finished) {
+                break;
+            }
+            rc = proxy_gzip_produce(c);
+            if (rc == MG_ERROR) {
+                proxy_fail(c, 502, "");
+                return;
+            }
+            if (rc == MG_AGAIN) {
+                /* Wait for the upstream. */
+                ev_io_stop(ctx->loop, &c->wev);
+                if (c->u != NULL) {
+                    if (c->u->in != NULL && mg_buf_pending(c->u->in) == 0) {
+                        c->u->in->pos = c->u->in->last = c->u->in->start;
+                    }
+                    upstream_want_read(c);
+                    if (c->req_body_done) {
+                        ev_timer_again(ctx->loop, &c->u->timer);
+                    }
+                }
+                return;
+            }
+            continue;
+        }
+        n = mg_io_sendv(&c->io, iov, iovcnt);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                ev_io_start(ctx->loop, &c->wev);
+                if (c->u != NULL) {
+                    ev_io_stop(ctx->loop, &c->u->rev);
+                    ev_timer_stop(ctx->loop, &c->u->timer);
+                }
+                client_timer_set(c, c->lc->send_timeout);
+                return;
+            }
+            c->keep_alive = 0;
+            mg_proxy__log(c);
+            client_close(c);
+            return;
+        }
+        c->bytes_sent += (uint64_t)n;
+        if (c->out != NULL && mg_buf_pending(c->out) > 0) {
+            size_t k = mg_min((size_t)n, mg_buf_pending(c->out));
+
+            c->out->pos += k;
+            n -= (ssize_t)k;
+            if (mg_buf_pending(c->out) == 0) {
+                mg_buf_put(&ctx->bufs, c->out);
+                c->out = NULL;
+            }
+        }
+        if (n > 0) {
+            c->gz_out->pos += n;
+        }
+    }
+    ev_io_stop(ctx->loop, &c->wev);
+    ev_timer_stop(ctx->loop, &c->timer);
+    proxy_finish(c);
+}
+
+/* HTTP/2 side of compression: copies compressed bytes for a DATA frame.
+ * Returns the bytes copied; |*eof| when the body is complete; 0 without
+ * eof means wait for the upstream. -1 on error. */
+ssize_t
+mg_proxy__gzip_read(mg_client_t *c, char *buf, size_t length, int *eof)
+{
+    size_t n;
+    int rc;
+
+    *eof = 0;
+    while (c->gz_out == NULL || mg_buf_pending(c->gz_out) == 0) {
+        if (c->gz->finished) {
+            *eof = 1;
+            if (c->u != NULL) {
+                mg_proxy__resp_body_sent(c, 0);   /* releases the upstream */
+            }
+            return 0;
+        }
+        rc = proxy_gzip_produce(c);
+        if (rc == MG_ERROR) {
+            return -1;
+        }
+        if (rc == MG_AGAIN) {
+            if (c->u != NULL && c->u->in != NULL
+                && mg_buf_pending(c->u->in) == 0) {
+                c->u->in->pos = c->u->in->last = c->u->in->start;
+                upstream_want_read(c);
+            }
+            return 0;
+        }
+    }
+    n = mg_min(length, mg_buf_pending(c->gz_out));
+    memcpy(buf, c->gz_out->pos, n);
+    c->gz_out->pos += n;
+    c->bytes_sent += n;
+    if (mg_buf_pending(c->gz_out) == 0 && c->gz->finished) {
+        *eof = 1;
+        if (c->u != NULL) {
+            mg_proxy__resp_body_sent(c, 0);
+        }
+    }
+    return (ssize_t)n;
+}
+
 static void
 proxy_send_client(mg_client_t *c)
 {
@@ -1882,6 +2212,10 @@ proxy_send_client(mg_client_t *c)
 
     if (c->is_stream) {
         mg_h2_resume(c);
+        return;
+    }
+    if (c->gzip_on) {
+        proxy_send_client_gzip(c);
         return;
     }
 
@@ -2466,6 +2800,7 @@ mg_proxy__stream_free(mg_client_t *s)
     mg_buf_put(&ctx->bufs, s->out);
     mg_buf_put(&ctx->bufs, s->uhead);
     s->in = s->out = s->uhead = NULL;
+    client_gzip_end(s);
     if (ctx->nfree_clients < 1024) {
         s->next = ctx->free_clients;
         ctx->free_clients = s;

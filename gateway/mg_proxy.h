@@ -127,6 +127,13 @@ struct mg_client_s {
     unsigned logged:1;
     uint64_t chunk_left;          /* data bytes left in the current chunk */
     size_t bytes_unconsumed;      /* stream: received, window not given back */
+
+    /* Response compression. */
+    struct mg_gzip_s *gz;         /* encoder while compressing */
+    mg_buf_t *gz_out;             /* compressed bytes (framed for HTTP/1.1) */
+    unsigned accept_gzip:1;       /* the client accepts gzip */
+    unsigned gzip_on:1;           /* this response is compressed */
+    unsigned gzip_vary:1;         /* it varies with Accept-Encoding */
     char chunk_hdr[24];           /* chunk size line or chunk end, pending */
     unsigned chunk_hdr_len;
     unsigned chunk_hdr_pos;
@@ -164,6 +171,12 @@ void mg_proxy__resp_body_sent(mg_client_t *c, size_t n);
 
 /* Whether the response body is complete and all handed on. */
 int mg_proxy__resp_complete(const mg_client_t *c);
+
+/* Compressed response bytes for a DATA frame of stream |c|: the count
+ * copied into |buf|, with |*eof| at the end; 0 without eof means wait for
+ * the upstream; -1 on error. */
+ssize_t mg_proxy__gzip_read(mg_client_t *c, char *buf, size_t length,
+                            int *eof);
 
 /* Writes the access log line of |c|'s request once. */
 void mg_proxy__log(mg_client_t *c);
