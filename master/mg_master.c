@@ -23,6 +23,7 @@
 #include "mg_master.h"
 #include "mg_pool.h"
 #include "mg_snapshot.h"
+#include "mg_tls.h"
 #include "mg_worker.h"
 
 #define MASTER_CRASH_WINDOW 60.0  /* seconds a crash is remembered */
@@ -72,6 +73,7 @@ typedef struct master_s {
     ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
     ev_child child;
     ev_timer stop_timer;
+    ev_timer ticket_timer;        /* TLS session ticket key rotation */
 } master_t;
 
 static master_t mg_master;
@@ -573,6 +575,21 @@ master_reopen(void)
     master_send_gen(NULL, MG_WORKER_CMD_REOPEN);
 }
 
+/* The shared ticket keys change on this timer; workers pick the new key
+ * up at once, and the previous one still opens tickets issued before. */
+static void
+master_on_ticket_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    master_gen_t *g = master_current();
+
+    mg_tls_tickets_rotate();
+    mg_log_error(MG_LOG_INFO, &mg_log, 0, "TLS session ticket keys rotated");
+    if (g != NULL && g->snap->gateway.tls_ticket_rotation > 0) {
+        w->repeat = g->snap->gateway.tls_ticket_rotation;
+        ev_timer_again(loop, w);
+    }
+}
+
 static void
 master_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -629,6 +646,17 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     ev_child_init(&mg_master.child, master_on_child, 0, 0);
     ev_child_start(loop, &mg_master.child);
     ev_timer_init(&mg_master.stop_timer, master_on_stop_timer, 0., 0.);
+    /* Before any worker forks, so all of them share the key ring. */
+    if (mg_tls_tickets_init() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, 0,
+                     "cannot set up TLS session ticket keys");
+        return 1;
+    }
+    ev_timer_init(&mg_master.ticket_timer, master_on_ticket_timer,
+                  snap->gateway.tls_ticket_rotation > 0
+                      ? snap->gateway.tls_ticket_rotation : 3600.,
+                  0.);
+    ev_timer_start(loop, &mg_master.ticket_timer);
 
     workers = snap->gateway.workers;
     if (master_start_gen(snap) != MG_OK) {
