@@ -767,6 +767,9 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
     mg_buf_t *b;
     const mg_h1_header_t *h;
     int have_xff = 0, have_via = 0, have_host = 0, have_rid = 0, absolute;
+    /* RFC 9110 §7.6.3: the protocol version as we received it. */
+    const char *via = c->is_stream ? "2.0 meshgate"
+                      : r->version_minor == 0 ? "1.0 meshgate" : "1.1 meshgate";
     unsigned i;
     char num[32];
     int n;
@@ -876,7 +879,9 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                 }
             } else if ((size_t)(eol - p) > 4 && strncasecmp(p, "Via:", 4) == 0) {
                 if (buf_add_raw(nb, p, (size_t)(eol - p) - 2) != MG_OK
-                    || buf_add_lit(nb, ", 1.1 meshgate\r\n") != MG_OK) {
+                    || buf_add_lit(nb, ", ") != MG_OK
+                    || buf_add_raw(nb, via, strlen(via)) != MG_OK
+                    || buf_add_lit(nb, "\r\n") != MG_OK) {
                     mg_buf_put(&ctx->bufs, nb);
                     return MG_ERROR;
                 }
@@ -910,7 +915,9 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
              : buf_add_lit(b, "X-Forwarded-Proto: http\r\n")) != MG_OK) {
         return MG_ERROR;
     }
-    if (!have_via && buf_add_lit(b, "Via: 1.1 meshgate\r\n") != MG_OK) {
+    if (!have_via
+        && buf_add_header(b, mg_str_lit("Via"), via, strlen(via), NULL, 0)
+               != MG_OK) {
         return MG_ERROR;
     }
     if (!have_rid
