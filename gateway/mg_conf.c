@@ -32,6 +32,7 @@
 #include <libconfig.h>
 
 #include "mg_conf.h"
+#include "mg_gzip.h"
 #include "mg_log.h"
 #include "mg_pool.h"
 #include "mg_router.h"
@@ -169,7 +170,7 @@ static const char *const conf_default_alpn[] = { "h2", "http/1.1" };
 enum {
     RK_DOMAINS, RK_PREFIX, RK_PATH, RK_CLUSTER, RK_DIRECT_RESPONSE,
     RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_REQUIRE_CLIENT_CERT,
-    RK_N
+    RK_GZIP, RK_N
 };
 
 static const conf_key_t conf_route_keys[RK_N] = {
@@ -184,6 +185,7 @@ static const conf_key_t conf_route_keys[RK_N] = {
     [RK_TIMEOUT] = { "timeout", CONF_NUM, CONF_BOUNDS, 0, CONF_MAX_SECONDS, 0,
                      NULL },
     [RK_REQUIRE_CLIENT_CERT] = CK_BOOL("require_client_cert", 0),
+    [RK_GZIP] = CK_GROUP("gzip"),
 };
 
 enum { DK_STATUS, DK_BODY, DK_CONTENT_TYPE, DK_N };
@@ -1476,6 +1478,72 @@ conf_parse_direct(conf_ctx_t *ctx, const config_setting_t *s, mg_route_t *r)
     return MG_OK;
 }
 
+enum { ZK_TYPES, ZK_MIN_LENGTH, ZK_LEVEL, ZK_N };
+
+static const conf_key_t conf_gzip_keys[ZK_N] = {
+    [ZK_TYPES] = CK_STRS("types"),
+    [ZK_MIN_LENGTH] = CK_INT("min_length", 0, 1LL << 40, 1024),
+    [ZK_LEVEL] = CK_INT("level", 1, 9, 5),
+};
+
+/* Types worth compressing when the route names none: text and the
+ * structured formats that shrink well; images and archives already are. */
+static const char *const conf_gzip_default_types[] = {
+    "text/html", "text/plain", "text/css", "text/xml", "text/javascript",
+    "application/javascript", "application/json", "application/xml",
+    "image/svg+xml"
+};
+
+static int
+conf_parse_gzip(conf_ctx_t *ctx, const config_setting_t *s, mg_route_t *r)
+{
+    conf_val_t v[ZK_N];
+    mg_gzip_conf_t *gz;
+    mg_str_t *types;
+    const char **names = NULL;
+    unsigned i, n;
+    size_t k;
+
+    if (conf_group(ctx, s, "gzip", conf_gzip_keys, ZK_N, v) != MG_OK) {
+        return MG_ERROR;
+    }
+    if (v[ZK_TYPES].s != NULL) {
+        names = conf_strs(ctx, v[ZK_TYPES].s, &n);
+        if (names == NULL) {
+            return MG_ERROR;
+        }
+        if (n == 0) {
+            conf_error(ctx, v[ZK_TYPES].s, "gzip types must not be empty");
+            return MG_ERROR;
+        }
+    } else {
+        names = (const char **)conf_gzip_default_types;
+        n = (unsigned)mg_countof(conf_gzip_default_types);
+    }
+    gz = conf_alloc(ctx->pool, sizeof(*gz));
+    types = conf_alloc(ctx->pool, n * sizeof(*types));
+    for (i = 0; i < n; i++) {
+        char *t = conf_strdup(ctx->pool, names[i]);
+
+        for (k = 0; t[k] != '\0'; k++) {
+            t[k] = mg_tolower(t[k]);
+        }
+        if (strchr(t, '/') == NULL || strpbrk(t, " ;") != NULL) {
+            conf_error(ctx, v[ZK_TYPES].s,
+                       "gzip type \"%s\" must be a media type such as "
+                       "\"text/html\", without parameters", names[i]);
+            return MG_ERROR;
+        }
+        types[i] = mg_str(t);
+    }
+    gz->level = (int)v[ZK_LEVEL].i;
+    gz->min_length = v[ZK_MIN_LENGTH].i;
+    gz->types = types;
+    gz->ntypes = n;
+    r->gzip = gz;
+    return MG_OK;
+}
+
 static int
 conf_parse_redirect(conf_ctx_t *ctx, const config_setting_t *s, mg_route_t *r)
 {
@@ -1648,6 +1716,9 @@ conf_parse_route(conf_ctx_t *ctx, const char *table, const config_setting_t *s)
     }
     r->timeout = v[RK_TIMEOUT].num;
     r->require_client_cert = v[RK_REQUIRE_CLIENT_CERT].i != 0;
+    if (v[RK_GZIP].s != NULL && conf_parse_gzip(ctx, v[RK_GZIP].s, r) != MG_OK) {
+        rc = MG_ERROR;
+    }
 
     if (rc == MG_OK) {
         conf_vec_push(ctx, &ctx->routes, cr);
