@@ -14,6 +14,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use IO::Socket::INET;
+use Socket ();
 use POSIX ();
 use Test::More;
 use Test::Meshgate;
@@ -37,6 +38,19 @@ my $silent = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
     LocalPort => port(8082), Listen => 64, ReuseAddr => 1, Proto => 'tcp')
     or die "silent upstream: $!\n";
 
+# An upstream whose accept queue is full: connect() to it hangs (the
+# kernel drops the SYNs).
+my $full = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+    LocalPort => port(8083), Listen => 0, ReuseAddr => 1, Proto => 'tcp')
+    or die "full upstream: $!\n";
+my @fillers;
+for (1 .. 3) {
+    my $c = IO::Socket::INET->new(Proto => 'tcp', Blocking => 0) or die;
+    connect($c, Socket::pack_sockaddr_in(port(8083),
+        Socket::inet_aton('127.0.0.1')));
+    push @fillers, $c;
+}
+
 $t->run_backend(port => 8081, name => 'b1');
 $t->write_conf(<<'EOF');
 gateway = { workers = 2; drain_timeout = 1.0; log_level = "info"; };
@@ -46,12 +60,15 @@ routes = { mesh = (
     { domains = [ "direct.test" ]; prefix = "/";
       direct_response = { status = 200; body = "direct answer\n"; }; },
     { domains = [ "*" ]; prefix = "/silent"; cluster = "silent"; },
+    { domains = [ "*" ]; prefix = "/hanging"; cluster = "hanging"; },
     { domains = [ "*" ]; prefix = "/"; cluster = "backend"; } ); };
 clusters = (
     { name = "backend"; response_timeout = 30.0;
       endpoints = ( { address = "127.0.0.1:%%PORT_8081%%"; } ); },
     { name = "silent"; response_timeout = 60.0;
-      endpoints = ( { address = "127.0.0.1:%%PORT_8082%%"; } ); } );
+      endpoints = ( { address = "127.0.0.1:%%PORT_8082%%"; } ); },
+    { name = "hanging"; connect_timeout = 1.0;
+      endpoints = ( { address = "127.0.0.1:%%PORT_8083%%"; } ); } );
 EOF
 $t->run;
 my $port = port(8000);
@@ -315,6 +332,18 @@ sub still_fine {
         . 'FLOW_CONTROL_ERROR') or diag($r->{out});
     cmp_ok($r->{result}{sent} // 1e9, '<', 20_000_000,
         'long before the 20 MB were sent') or diag($r->{out});
+
+    # Not abuse: RFC 9113 §6.9.2 lets a client send 65535 bytes before
+    # it sees our SETTINGS. They wait while the upstream connects.
+    for my $len (0, 1) {
+        my $what = $len ? 'with content-length' : 'without content-length';
+        $r = h2raw('early_body', '/hanging', 60000, $len);
+        ok(!exists $r->{rst}{1} && !$r->{goaway},
+            "60000 bytes in the first flight ($what): no reset")
+            or diag($r->{out});
+        is($r->{status}{1}, 504,
+            "they wait for the upstream, which times out: 504 ($what)");
+    }
     still_fine('window abuse');
 }
 

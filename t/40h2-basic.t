@@ -223,7 +223,8 @@ sub nghttp_v {
     my $out = cmd('sh', '-c', "curl -sS --http2-prior-knowledge --max-time 60"
         . " -X POST -T - -H 'Host: b.test' $base/upload < $file");
     is($out, "bytes=$n sha1=$sha",
-        'a 5 MB POST without content-length arrives intact');
+        'a 5 MB POST without content-length arrives intact')
+        or diag($LAST_ERR);
     $out = cmd('sh', '-c', "printf 'hello world' | curl -sS "
         . "--http2-prior-knowledge --max-time 10 -X POST -T - "
         . "-H 'Host: b.test' $base/echo");
@@ -303,16 +304,17 @@ sub nghttp_v {
 
 # The access log
 {
-    my @lines;
+    # Each worker writes its own lines, each in its own time.
+    my (@lines, @all);
     waitfor(sub {
-        @lines = grep { m{"GET /after } } split /\n/,
-            $t->read_file('access.log');
-        return @lines;
+        @all = grep { /"[A-Z]+ \S+ HTTP\/[\d.]+"/ }
+            split /\n/, $t->read_file('access.log');
+        @lines = grep { m{"GET /after } } @all;
+        return @lines && grep({ m{"GET /hello HTTP/1\.1"} } @all)
+            && grep { m{"GET /x HTTP/2\.0" 503 } } @all;
     }, 5);
     like($lines[0] // '', qr{ h2c "GET /after HTTP/2\.0" 200 \d+ },
         'the access log line says HTTP/2.0');
-    my @all = grep { /"[A-Z]+ \S+ HTTP\/[\d.]+"/ }
-        split /\n/, $t->read_file('access.log');
     my @h1 = grep { m{ HTTP/1\.1" } } @all;
     is(scalar(@h1), 1, 'only the one HTTP/1.1 request is logged as 1.1')
         or diag(join "\n", @h1);

@@ -486,6 +486,27 @@ def sc_fields(port, *pairs):
     c.report(1)
 
 
+def sc_early_body(port, path, size='65535', with_length='0'):
+    """POST with |size| bytes of body sent in the first flight, before the
+    server's SETTINGS can have arrived: up to 65535 bytes, the initial
+    window of RFC 9113 §6.9.2, are allowed."""
+    size = int(size)
+    c = Conn(port, 20)
+    extra = [('content-length', str(size))] if with_length == '1' else []
+    out = PREFACE + settings() + c.request(1, path, method='POST',
+                                           extra=extra, end_stream=False)
+    off = 0
+    while off < size:
+        n = min(16384, size - off)
+        out += frame(DATA, END_STREAM if off + n == size else 0, 1,
+                     pattern_bytes(off, n))
+        off += n
+    c.send(out)
+    c.keep_body = 1 << 16
+    c.pump(lambda c: closed_or_goaway(c) or 1 in c.ended or 1 in c.rsts)
+    c.report(1)
+
+
 def sc_cancel(port, path):
     """GET |path|, cancel it (RST_STREAM) after some DATA, then ask for
     /echo on the same connection."""
@@ -792,7 +813,7 @@ def sc_settings_entries(port, n):
 SCENARIOS = {
     'get': sc_get, 'upload': sc_upload, 'slowread': sc_slowread,
     'streams': sc_streams, 'drain': sc_drain, 'fields': sc_fields,
-    'cancel': sc_cancel,
+    'cancel': sc_cancel, 'early_body': sc_early_body,
     'rapid_reset': sc_rapid_reset, 'continuation': sc_continuation,
     'hpack_table_size': sc_hpack_table_size,
     'hpack_bad_index': sc_hpack_bad_index, 'hpack_bomb': sc_hpack_bomb,
