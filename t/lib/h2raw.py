@@ -3,7 +3,8 @@
 
     h2raw.py SCENARIO PORT [ARGS...]
 
-Speaks cleartext HTTP/2 (prior knowledge) to 127.0.0.1:PORT. Frames are
+Speaks cleartext HTTP/2 (prior knowledge) to 127.0.0.1:PORT, or HTTP/2
+over TLS (ALPN h2, certificate not checked) when H2RAW_TLS=1. Frames are
 built by hand, so they can be wrong on purpose; header blocks are coded
 with hpack (part of the python3-h2 stack). What the server does is printed
 as one line per event, for the .t to parse:
@@ -25,6 +26,7 @@ import hashlib
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -97,6 +99,13 @@ class Conn:
         self.deadline = time.monotonic() + timeout
         self.sock = socket.create_connection(('127.0.0.1', port), timeout=5)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if os.environ.get('H2RAW_TLS') == '1':
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(['h2'])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname='www.test')
+            say('alpn', self.sock.selected_alpn_protocol())
         self.sock.setblocking(False)
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
@@ -122,43 +131,69 @@ class Conn:
         self.pattern_ok = {}    # stream -> still the backend pattern?
         self.sha = {}
         self.frames_in = 0
+        self.outq = b''         # our frames parse() could not send yet
+        self.sending = False    # inside send(): parse() only queues
 
     def left(self):
         return self.deadline - time.monotonic()
 
     def send(self, data, timeout=None):
-        """Writes all of data; False if the server closed or the time
-        ran out (reading what arrives meanwhile)."""
-        view = memoryview(data)
+        """Writes all of data, then what parse() queued meanwhile; False
+        if the server closed or the time ran out (reading what arrives
+        meanwhile). Whole frames only, so nothing interleaves."""
+        view = memoryview(self.outq + data)
+        self.outq = b''
         end = time.monotonic() + (timeout if timeout is not None
                                   else max(self.left(), 0))
-        while len(view):
-            if self.closed:
-                return False
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            r, w, _ = select.select([self.sock], [self.sock], [], left)
-            if r:
-                self.read_once()
-            if w:
-                try:
-                    n = self.sock.send(view)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    self.closed = True
+        self.sending = True
+        try:
+            while True:
+                if not len(view):
+                    if not self.outq:
+                        return True
+                    view = memoryview(self.outq)
+                    self.outq = b''
+                if self.closed:
                     return False
-                view = view[n:]
-        return True
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                if isinstance(self.sock, ssl.SSLSocket) \
+                        and self.sock.pending():
+                    r, w = True, False
+                else:
+                    r, w, _ = select.select([self.sock], [self.sock], [],
+                                            left)
+                if r:
+                    self.read_once()
+                if w:
+                    try:
+                        n = self.sock.send(view)
+                    except (BlockingIOError, InterruptedError,
+                            ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        continue
+                    except OSError:
+                        self.closed = True
+                        return False
+                    view = view[n:]
+        finally:
+            self.sending = False
 
     def start(self, *pairs, preface=PREFACE):
         self.send(preface + settings(*pairs))
 
+    def readable(self, timeout):
+        """Data waits in the TLS layer or on the socket."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(r)
+
     def read_once(self):
         try:
             data = self.sock.recv(1 << 16)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                ssl.SSLWantWriteError):
             return
         except OSError:
             data = b''
@@ -181,8 +216,11 @@ class Conn:
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            r, _, _ = select.select([self.sock], [], [], left)
-            if r:
+            if self.outq:
+                _, w, _ = select.select([], [self.sock], [], 0)
+                if w:
+                    self.flush_out()
+            if self.readable(min(left, 0.05) if self.outq else left):
                 self.read_once()
 
     def parse(self):
@@ -270,10 +308,23 @@ class Conn:
                     if not flags & END_STREAM:
                         out += window_update(stream, length)
         if out and not self.closed:
+            self.outq += out
+            if not self.sending:
+                self.flush_out()
+
+    def flush_out(self):
+        """Sends what parse() queued (ACKs, WINDOW_UPDATEs), as far as the
+        socket takes it; the rest stays queued, in order."""
+        while self.outq and not self.closed:
             try:
-                self.sock.send(out)
+                n = self.sock.send(self.outq)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                return
             except OSError:
-                pass
+                self.closed = True
+                return
+            self.outq = self.outq[n:]
 
     def request(self, stream, path, method='GET', host='h2.test',
                 extra=(), end_stream=True, authority=True):
