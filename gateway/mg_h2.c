@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #define H2_MAX_CONCURRENT_STREAMS 128
 #define H2_CONN_WINDOW            (1 << 20)
 #define H2_MAX_NV                 (MG_H1_MAX_HEADERS + 8)
+#define H2_EARLY_WINDOW           65536   /* the default initial window */
 
 struct mg_h2_conn_s {
     nghttp2_session *session;
@@ -88,14 +90,56 @@ h2_stream_unlink(mg_h2_conn_t *h2, mg_client_t *s)
     h2->nstreams--;
 }
 
-/* Copies |len| bytes into the stream's header storage. */
+/* Moves the header storage to a block of |size| bytes, keeping the
+ * request's strings pointing at their bytes. */
+static int
+h2_store_grow(mg_client_t *s, mg_h1_request_t *r, size_t size)
+{
+    mg_buf_t *nb = mg_buf_get_large(size);
+    const char *old = s->in->start, *old_end = s->in->last;
+    ptrdiff_t d;
+    unsigned i;
+
+    if (nb == NULL) {
+        return MG_ERROR;
+    }
+    memcpy(nb->start, s->in->start, (size_t)(s->in->last - s->in->start));
+    nb->pos = nb->start + (s->in->pos - s->in->start);
+    nb->last = nb->start + (s->in->last - s->in->start);
+    d = nb->start - old;
+#define H2_REBASE(str)                                                       \
+    if ((str).data >= old && (str).data < old_end) {                         \
+        (str).data += d;                                                     \
+    }
+    H2_REBASE(r->method);
+    H2_REBASE(r->target);
+    H2_REBASE(r->host);
+    for (i = 0; i < r->nheaders; i++) {
+        H2_REBASE(r->headers[i].name);
+        H2_REBASE(r->headers[i].value);
+    }
+#undef H2_REBASE
+    mg_buf_put(&s->ctx->bufs, s->in);
+    s->in = nb;
+    return MG_OK;
+}
+
+/* Copies |len| bytes into the stream's header storage, which grows up to
+ * the listener's max_header_size (what our SETTINGS announced). */
 static const char *
 h2_store(mg_client_t *s, const uint8_t *p, size_t len)
 {
+    const mg_h1_limits_t *lim = &s->lc->limits;
+    size_t max_head = lim->max_header_size ? lim->max_header_size : 32768;
+    size_t used = (size_t)(s->in->last - s->in->start);
     char *dst;
 
     if (mg_buf_room(s->in) < len) {
-        return NULL;
+        if (used + len > max_head + 1024
+            || (size_t)(s->in->end - s->in->start) >= max_head + 1024
+            || h2_store_grow(s, s->ctx->req, max_head + 1024) != MG_OK) {
+            return NULL;
+        }
     }
     dst = s->in->last;
     memcpy(dst, p, len);
@@ -226,8 +270,15 @@ h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
     h->id = h2_header_id(name, namelen);
     /* TE (only "trailers" gets this far) is hop-by-hop. */
     h->hop_by_hop = h->id == MG_H1_HDR_TE;
-    if (h->id == MG_H1_HDR_HOST && r->host.len == 0) {
-        r->host = h->value;
+    if (h->id == MG_H1_HDR_HOST) {
+        /* RFC 9113 §8.3.1: :authority wins; a Host beside it must not
+         * reach the upstream, which would then serve another host than
+         * the one routed. */
+        if (r->host.len == 0) {
+            r->host = h->value;
+        } else {
+            h->hop_by_hop = 1;
+        }
     } else if (h->id == MG_H1_HDR_CONTENT_LENGTH) {
         char num[24];
         char *end;
@@ -403,6 +454,19 @@ h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
     }
     if (mg_buf_room(s->in) < len) {
         mg_buf_compact(s->in);
+    }
+    if (mg_buf_room(s->in) < len
+        && (size_t)(s->in->end - s->in->start) < H2_EARLY_WINDOW) {
+        /* Until the client has our SETTINGS, its window is the default
+         * 65535, not ours: make room for that much once. */
+        mg_buf_t *nb = mg_buf_get_large(H2_EARLY_WINDOW);
+
+        if (nb != NULL) {
+            memcpy(nb->last, s->in->pos, mg_buf_pending(s->in));
+            nb->last += mg_buf_pending(s->in);
+            mg_buf_put(&s->ctx->bufs, s->in);
+            s->in = nb;
+        }
     }
     if (mg_buf_room(s->in) < len) {
         /* More than the window we gave: the peer broke flow control. */

@@ -99,8 +99,9 @@ sub h2raw {
         if (/^goaway error=(\d+) last=(\d+)/) { $r{goaway} ||= [ $1, $2 ] }
         elsif (/^rst stream=(\d+) error=(\d+)/) { $r{rst}{$1} = $2 }
         elsif (/^status stream=(\d+) code=(\d+)/) { $r{status}{$1} = $2 }
-        elsif (/^body stream=(\d+) len=\d+ text=(.*)$/) {
-            my ($sid, $b) = ($1, $2);
+        elsif (/^body stream=(\d+) len=(\d+) text=(.*)$/) {
+            my ($sid, $len, $b) = ($1, $2, $3);
+            $r{blen}{$sid} = $len;
             $b =~ s/\\(r|n|\\)/$1 eq 'r' ? "\r" : $1 eq 'n' ? "\n" : '\\'/ge;
             $r{body}{$sid} = $b;
         }
@@ -271,7 +272,9 @@ sub still_fine {
     is($r->{status}{1}, 200,
         'HTTP/2 takes the same 24 kB (under the SETTINGS_MAX_HEADER_LIST_SIZE '
         . 'it advertises)') or diag($r->{out});
-    like($r->{body}{1} // '', qr{\r\nx-h15: v{1500}\r\n},
+    # h2raw prints only the start of a body: its length tells whether the
+    # echoed head holds all 16 fields of 1500 bytes.
+    cmp_ok($r->{blen}{1} // 0, '>=', 16 * (1500 + 8),
         'and forwards them') if ($r->{status}{1} // 0) == 200;
     still_fine('oversized headers');
 }
