@@ -5,13 +5,40 @@
 
 #include "mg_gzip.h"
 
+/* Whether the weight in [p, end) (after a coding name) is q=0. */
+static int
+gzip_zero_weight(const char *p, const char *end)
+{
+    const char *d;
+
+    while (p < end && (*p == ' ' || *p == ';' || *p == '\t')) {
+        p++;
+    }
+    if (end - p < 3 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') {
+        return 0;
+    }
+    d = p + 2;
+    if (*d != '0') {
+        return 0;
+    }
+    for (d++; d < end && *d != ' ' && *d != '\t'; d++) {
+        if (*d != '.' && *d != '0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int
 mg_gzip_accepted(mg_str_t v)
 {
-    const char *p = v.data, *end = v.data + v.len, *tok, *q;
+    const char *p = v.data, *end = v.data + v.len, *tok, *params;
+    int gzip = -1, star = -1;
     size_t n;
 
-    /* A list of codings with optional weights: "gzip;q=0.5, br". */
+    /* A list of codings with optional weights: "gzip;q=0.5, br". An
+     * explicit gzip entry decides; "*" only speaks for codings not named
+     * (RFC 9110 §12.5.3). */
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
             p++;
@@ -21,35 +48,20 @@ mg_gzip_accepted(mg_str_t v)
             p++;
         }
         n = (size_t)(p - tok);
-        q = p;
+        params = p;
         while (p < end && *p != ',') {
             p++;
         }
-        if ((n == 4 && strncasecmp(tok, "gzip", 4) == 0)
-            || (n == 1 && *tok == '*')) {
-            /* q=0 (with any number of zero decimals) refuses it. */
-            const char *w = q;
-
-            while (w < p && (*w == ' ' || *w == ';' || *w == '\t')) {
-                w++;
-            }
-            if (p - w >= 3 && (w[0] == 'q' || w[0] == 'Q') && w[1] == '=') {
-                const char *d = w + 2;
-                int zero = *d == '0';
-
-                for (d++; zero && d < p && *d != ' '; d++) {
-                    if (*d != '.' && *d != '0') {
-                        zero = 0;
-                    }
-                }
-                if (zero) {
-                    continue;
-                }
-            }
-            return 1;
+        if (n == 4 && strncasecmp(tok, "gzip", 4) == 0) {
+            gzip = !gzip_zero_weight(params, p);
+        } else if (n == 1 && *tok == '*') {
+            star = !gzip_zero_weight(params, p);
         }
     }
-    return 0;
+    if (gzip != -1) {
+        return gzip;
+    }
+    return star == 1;
 }
 
 int

@@ -104,10 +104,18 @@ mg_io_handshake(mg_io_t *io)
         io->want_write = 0;
         return MG_OK;
     }
-    if (io_ssl_fail(io, rc) == -1 && errno == EAGAIN) {
+    /* Not io_ssl_fail(): the error queue must survive for the log line
+     * that says why the handshake failed. */
+    switch (SSL_get_error(io->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        io->want_write = 0;
         return MG_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        io->want_write = 1;
+        return MG_AGAIN;
+    default:
+        return MG_ERROR;
     }
-    return MG_ERROR;
 }
 
 int

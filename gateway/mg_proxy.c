@@ -1279,11 +1279,15 @@ upstream_handshake(mg_client_t *c)
         return;
     }
     if (rc != MG_OK) {
+        long vr = SSL_get_verify_result(u->io.ssl);
         const char *why = mg_io_ssl_error();
 
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
-                     "TLS handshake with upstream %s failed: %s, cluster: %s",
-                     u->ep->address, why[0] ? why : "connection closed",
+                     "TLS handshake with upstream %s failed: %s%s%s, "
+                     "cluster: %s", u->ep->address,
+                     why[0] ? why : "connection closed",
+                     vr != X509_V_OK ? ": certificate verify failed: " : "",
+                     vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "",
                      u->ep->cluster->name);
         proxy_connect_failed(c, EPROTO);
         return;
@@ -1824,6 +1828,23 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
     return buf_add_lit(b, "\r\n");
 }
 
+/* Whether the comma-separated list |v| has |token| (any case). */
+static int
+proxy_has_token(mg_str_t v, const char *token)
+{
+    size_t n = strlen(token), i;
+
+    for (i = 0; i + n <= v.len; i++) {
+        if (strncasecmp(v.data + i, token, n) == 0
+            && (i == 0 || v.data[i - 1] == ',' || v.data[i - 1] == ' ')
+            && (i + n == v.len || v.data[i + n] == ',' || v.data[i + n] == ' '
+                || v.data[i + n] == '=')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Decides whether this response is compressed on its way to the client,
  * and whether it must say it varies with Accept-Encoding. */
 static void
@@ -1838,8 +1859,8 @@ proxy_gzip_decide(mg_client_t *c, const mg_h1_response_t *resp)
     c->gzip_on = 0;
     c->gzip_vary = 0;
     if (conf == NULL || c->resp_done || resp->status < 200
-        || resp->status == 204 || resp->status == 206 || resp->status == 304
-        || c->method_id == MG_H1_METHOD_HEAD) {
+        || resp->status >= 400 || resp->status == 204 || resp->status == 206
+        || resp->status == 304 || c->method_id == MG_H1_METHOD_HEAD) {
         return;
     }
     for (i = 0; i < resp->nheaders; i++) {
@@ -1850,8 +1871,8 @@ proxy_gzip_decide(mg_client_t *c, const mg_h1_response_t *resp)
             return;   /* already encoded, or a range of the original */
         }
         if (mg_str_caseeq_lit(h->name, "cache-control")
-            && memmem(h->value.data, h->value.len, "no-transform", 12)) {
-            return;
+            && proxy_has_token(h->value, "no-transform")) {
+            return;   /* directives compare case-insensitively */
         }
         if (mg_str_caseeq_lit(h->name, "content-type")) {
             ctype = h->value;
@@ -2027,6 +2048,9 @@ proxy_gzip_produce(mg_client_t *c)
         if (err != 0) {
             return MG_ERROR;
         }
+    }
+    if (c->resp_body_kind == MG_H1_BODY_CLOSE && c->resp_eof && avail == 0) {
+        c->resp_done = 1;   /* the upstream's close ended the body */
     }
     if (avail > 0) {
         mode = Z_NO_FLUSH;

@@ -129,13 +129,9 @@ SKIP: {
     my $since = $t->log_offset;
     like(curl($req, 'client', '/upstream-wrong-ca'), qr/ 50[23]$/,
         'an upstream whose certificate another CA signed: 502/503');
-    TODO: {
-        local $TODO = 'the proxy clears the OpenSSL error queue before it '
-            . 'logs the upstream handshake failure';
-        ok($t->waitforlog(qr/TLS handshake with upstream.*certificate verify/i,
-            since => $since, timeout => 2),
-            'the log says why (certificate verification)');
-    }
+    ok($t->waitforlog(qr/TLS handshake with upstream.*certificate verify/i,
+        since => $since, timeout => 2),
+        'the log says why (certificate verification)');
     like($t->read_file("$d/nginx/error.log"),
         qr/SSL_do_handshake\(\) failed|alert/i,
         'nginx saw the handshake refused by the client');
