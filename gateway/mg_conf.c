@@ -1878,6 +1878,13 @@ conf_parse_clusters(conf_ctx_t *ctx)
 
         proto = v[CK_PROTOCOL].str;
         cl->protocol = MG_PROTO_HTTP1;
+        if (strcmp(proto, "h2") == 0 || strcmp(proto, "h2c") == 0) {
+            /* Refused rather than spoken wrongly: the upstream side talks
+             * HTTP/1.1 only in this version. */
+            conf_error(ctx, v[CK_PROTOCOL].s,
+                       "protocol \"%s\": HTTP/2 to upstreams is not "
+                       "available in this version; use \"http/1.1\"", proto);
+        }
         if (strcmp(proto, "h2") == 0) {
             cl->protocol = MG_PROTO_H2;
             if (v[CK_TLS].s == NULL) {
