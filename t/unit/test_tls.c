@@ -796,7 +796,7 @@ test_upstream(void)
         "routes = { r = ( { domains = [ \"*\" ]; prefix = \"/\";\n"
         "                   cluster = \"good\"; } ); };\n"
         "clusters = (\n"
-        "  { name = \"good\"; protocol = \"h2\";\n"
+        "  { name = \"good\";\n"
         "    endpoints = ( { address = \"127.0.0.1:1\"; } );\n"
         "    tls = { ca = \"@T@/ca.crt\"; sni = \"upstream.test\";\n"
         "            cert = \"@T@/client.crt\"; key = \"@T@/client.key\"; }; },\n"
@@ -809,7 +809,7 @@ test_upstream(void)
         "  { name = \"noverify\";\n"
         "    endpoints = ( { address = \"127.0.0.1:1\"; } );\n"
         "    tls = { verify = false; protocols = [ \"TLSv1.2\" ]; }; },\n"
-        "  { name = \"clear\"; protocol = \"h2c\";\n"
+        "  { name = \"clear\";\n"
         "    endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n";
     const mg_cluster_conf_t *good, *wrongca, *wrongname, *noverify, *clear;
     SSL_CTX *sctx;
@@ -827,18 +827,18 @@ test_upstream(void)
     wrongname = &snap->clusters[2];
     noverify = &snap->clusters[3];
     clear = &snap->clusters[4];
-    ok(good->tls != NULL && good->protocol == MG_PROTO_H2
+    ok(good->tls != NULL && good->protocol == MG_PROTO_HTTP1
            && strcmp(good->tls_sni, "upstream.test") == 0,
-       "protocol h2 over tls, with its sni");
-    ok(clear->tls == NULL && clear->protocol == MG_PROTO_H2C
+       "http/1.1 over tls, with its sni");
+    ok(clear->tls == NULL && clear->protocol == MG_PROTO_HTTP1
            && wrongca->protocol == MG_PROTO_HTTP1,
-       "h2c is cleartext; http/1.1 is the default");
+       "no tls group: cleartext; http/1.1 is the default");
 
     h = handshake(good->tls, sctx, good->tls_sni, NULL, NULL);
     ok(h.ok && SSL_get_verify_result(h.client) == X509_V_OK,
        "upstream certificate verifies against ca and sni");
-    ok(h.ok && strcmp(alpn_of(h.client, buf, sizeof(buf)), "h2") == 0,
-       "protocol h2 offers ALPN h2");
+    ok(h.ok && strcmp(alpn_of(h.client, buf, sizeof(buf)), "http/1.1") == 0,
+       "an http/1.1 cluster offers ALPN http/1.1");
     ok(h.ok && mg_tls_client_verified(h.server),
        "the cluster's client certificate is presented (mTLS)");
     hs_free(&h);
@@ -977,6 +977,12 @@ test_errors(void)
     expect_error(C_HEAD "  protocol = \"h2c\"; tls = { }; } );\n", 3,
                  "protocol \"h2c\" is cleartext HTTP/2",
                  "cluster h2c with tls");
+    expect_error(C_HEAD "  protocol = \"h2\"; tls = { }; } );\n", 3,
+                 "protocol \"h2\": HTTP/2 to upstreams is not available",
+                 "upstream h2 is refused in this version");
+    expect_error(C_HEAD "  protocol = \"h2c\"; } );\n", 3,
+                 "protocol \"h2c\": HTTP/2 to upstreams is not available",
+                 "upstream h2c is refused in this version");
     expect_error(C_HEAD "  protocol = \"h3\"; } );\n", 3,
                  "key \"protocol\" must be one of",
                  "an unknown cluster protocol");
