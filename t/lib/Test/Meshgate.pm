@@ -455,6 +455,17 @@ sub children_of {
 
 # The worker processes: children of the master, not zombies (their count
 # in scalar context).
+# Whether the binary under test was built with AddressSanitizer, whose
+# shadow memory and quarantine add to every process's RSS: memory bounds
+# allow for it (sanitizer_slack_kb).
+sub sanitized {
+    my $bin = $ENV{MESHGATE_BINARY} // return 0;
+    my $out = `ldd "$bin" 2>/dev/null`;
+    return $out =~ /libasan/ ? 1 : 0;
+}
+
+sub sanitizer_slack_kb { return sanitized() ? 24 * 1024 : 0 }
+
 sub worker_pids {
     my ($self) = @_;
     return () unless $self->is_running;
