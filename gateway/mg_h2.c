@@ -33,6 +33,10 @@ struct mg_h2_conn_s {
     size_t npending;
     unsigned in_session:1;        /* inside mem_recv/mem_send: no flush */
     unsigned flush_wanted:1;
+    unsigned dirty:1;             /* on the list flushed before the loop
+                                   * sleeps */
+    mg_h2_conn_t *dnext;
+    mg_h2_conn_t *dprev;
     unsigned goaway:1;
     unsigned closing:1;
     /* The header block being received: blocks of different streams never
@@ -49,16 +53,63 @@ static nghttp2_option *h2_option;
 
 static void h2_flush(mg_client_t *c);
 
-/* Stream events (an upstream answering, a body arriving) ask for output
- * through the connection's write watcher on the next loop pass: flushing
- * from deep inside them could close the connection, and free the stream,
- * under their feet. */
+/* Connections with output waiting, flushed once per loop iteration just
+ * before it sleeps: the responses that several upstreams delivered in one
+ * pass leave in one write (and one TLS record run) instead of one each.
+ * It also keeps flushing out of stream events, where closing the
+ * connection could free the stream under their feet. */
+static mg_h2_conn_t *h2_dirty;
+static ev_prepare h2_prepare;
+
+static void
+h2_dirty_unlink(mg_h2_conn_t *h2)
+{
+    if (!h2->dirty) {
+        return;
+    }
+    if (h2->dprev != NULL) {
+        h2->dprev->dnext = h2->dnext;
+    } else {
+        h2_dirty = h2->dnext;
+    }
+    if (h2->dnext != NULL) {
+        h2->dnext->dprev = h2->dprev;
+    }
+    h2->dnext = h2->dprev = NULL;
+    h2->dirty = 0;
+}
+
+static void
+h2_on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    mg_h2_conn_t *h2;
+
+    while ((h2 = h2_dirty) != NULL) {
+        h2_dirty_unlink(h2);
+        h2_flush(h2->c);   /* may close it: it is off the list already */
+    }
+}
+
 static void
 h2_schedule_flush(mg_client_t *c)
 {
-    if (c->h2 != NULL) {
-        ev_feed_event(c->ctx->loop, &c->wev, EV_WRITE);
+    mg_h2_conn_t *h2 = c->h2;
+
+    if (h2 == NULL || h2->dirty) {
+        return;
     }
+    if (!ev_is_active(&h2_prepare)) {
+        ev_prepare_init(&h2_prepare, h2_on_prepare);
+        ev_prepare_start(c->ctx->loop, &h2_prepare);
+        ev_unref(c->ctx->loop);   /* it alone must not keep the loop up */
+    }
+    h2->dirty = 1;
+    h2->dprev = NULL;
+    h2->dnext = h2_dirty;
+    if (h2_dirty != NULL) {
+        h2_dirty->dprev = h2;
+    }
+    h2_dirty = h2;
 }
 
 /* ------------------------------------------------------------------ */
@@ -670,6 +721,7 @@ mg_h2_free(mg_client_t *c)
     if (h2 == NULL) {
         return;
     }
+    h2_dirty_unlink(h2);
     while ((s = h2->streams) != NULL) {
         h2_stream_unlink(h2, s);
         if (!s->resp_eof_given && (s->status == 0 || s->resp_submitted)) {
