@@ -2466,12 +2466,54 @@ tunnel_close(mg_client_t *c)
     client_close(c);
 }
 
+/* Writes what |b| holds to |io|. Returns the bytes written (0 when it
+ * would block or has nothing) or -1 when the connection failed. */
 static ssize_t
-tunnel_write(mg_io_t *io, char *p, size_t len)
+tunnel_flush(mg_io_t *io, mg_buf_t *b)
 {
-    struct iovec iov = { p, len };
+    struct iovec iov;
+    ssize_t n;
 
-    return mg_io_sendv(io, &iov, 1);
+    if (b == NULL || mg_buf_pending(b) == 0) {
+        return 0;
+    }
+    iov.iov_base = b->pos;
+    iov.iov_len = mg_buf_pending(b);
+    n = mg_io_sendv(io, &iov, 1);
+    if (n > 0) {
+        b->pos += n;
+        if (mg_buf_pending(b) == 0) {
+            b->pos = b->last = b->start;
+        }
+        return n;
+    }
+    return n == -1 && errno != EAGAIN && errno != EINTR ? -1 : 0;
+}
+
+/* Reads from |io| into |b| unless |*eof|. Returns 1 on progress (bytes
+ * or the end of the stream, which sets |*eof|), 0 when it would block or
+ * |b| is full, -1 when the connection failed. */
+static int
+tunnel_fill(mg_io_t *io, mg_buf_t *b, int *eof)
+{
+    ssize_t n;
+
+    if (mg_buf_pending(b) == 0) {
+        b->pos = b->last = b->start;
+    }
+    if (*eof || mg_buf_room(b) == 0) {
+        return 0;
+    }
+    n = mg_io_recv(io, b->last, mg_buf_room(b));
+    if (n > 0) {
+        b->last += n;
+        return 1;
+    }
+    if (n == 0) {
+        *eof = 1;
+        return 1;
+    }
+    return errno != EAGAIN && errno != EINTR ? -1 : 0;
 }
 
 /* Moves bytes both ways until each side has finished sending and all is
@@ -2481,7 +2523,7 @@ tunnel_pump(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
     mg_uconn_t *u = c->u;
-    int progress;
+    int progress, rc, c_eof = c->c_eof, u_eof = c->u_eof;
     ssize_t n;
 
     if (u->in == NULL) {
@@ -2497,72 +2539,32 @@ tunnel_pump(mg_client_t *c)
     do {
         progress = 0;
         /* Upstream -> client: our 101/200 head first. */
-        if (c->out != NULL && mg_buf_pending(c->out) > 0) {
-            n = tunnel_write(&c->io, c->out->pos, mg_buf_pending(c->out));
-            if (n > 0) {
-                c->out->pos += n;
-                c->bytes_sent += (uint64_t)n;
-                progress = 1;
-            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
-                tunnel_close(c);
-                return;
-            }
+        n = tunnel_flush(&c->io, c->out);
+        if (n == 0 && (c->out == NULL || mg_buf_pending(c->out) == 0)) {
+            n = tunnel_flush(&c->io, u->in);
         }
-        if ((c->out == NULL || mg_buf_pending(c->out) == 0)
-            && mg_buf_pending(u->in) > 0) {
-            n = tunnel_write(&c->io, u->in->pos, mg_buf_pending(u->in));
-            if (n > 0) {
-                u->in->pos += n;
-                c->bytes_sent += (uint64_t)n;
-                progress = 1;
-            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
-                tunnel_close(c);
-                return;
-            }
+        if (n < 0) {
+            tunnel_close(c);
+            return;
         }
-        if (mg_buf_pending(u->in) == 0) {
-            u->in->pos = u->in->last = u->in->start;
-        }
-        if (!c->u_eof && mg_buf_room(u->in) > 0) {
-            n = mg_io_recv(&u->io, u->in->last, mg_buf_room(u->in));
-            if (n > 0) {
-                u->in->last += n;
-                progress = 1;
-            } else if (n == 0) {
-                c->u_eof = 1;
-                progress = 1;
-            } else if (errno != EAGAIN && errno != EINTR) {
-                tunnel_close(c);
-                return;
-            }
-        }
+        c->bytes_sent += (uint64_t)n;
+        progress |= n > 0;
+        rc = tunnel_fill(&u->io, u->in, &u_eof);
         /* Client -> upstream. */
-        if (mg_buf_pending(c->in) > 0) {
-            n = tunnel_write(&u->io, c->in->pos, mg_buf_pending(c->in));
-            if (n > 0) {
-                c->in->pos += n;
-                progress = 1;
-            } else if (n == -1 && errno != EAGAIN && errno != EINTR) {
-                tunnel_close(c);
-                return;
-            }
+        n = tunnel_flush(&u->io, c->in);
+        if (rc < 0 || n < 0) {
+            tunnel_close(c);
+            return;
         }
-        if (mg_buf_pending(c->in) == 0) {
-            c->in->pos = c->in->last = c->in->start;
+        progress |= rc > 0 || n > 0;
+        rc = tunnel_fill(&c->io, c->in, &c_eof);
+        if (rc < 0) {
+            tunnel_close(c);
+            return;
         }
-        if (!c->c_eof && mg_buf_room(c->in) > 0) {
-            n = mg_io_recv(&c->io, c->in->last, mg_buf_room(c->in));
-            if (n > 0) {
-                c->in->last += n;
-                progress = 1;
-            } else if (n == 0) {
-                c->c_eof = 1;
-                progress = 1;
-            } else if (errno != EAGAIN && errno != EINTR) {
-                tunnel_close(c);
-                return;
-            }
-        }
+        progress |= rc > 0;
+        c->c_eof = c_eof;
+        c->u_eof = u_eof;
     } while (progress);
 
     /* Half-close each way once its side is done and flushed. */
