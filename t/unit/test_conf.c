@@ -19,6 +19,7 @@
 #include "mg_pool.h"
 #include "mg_router.h"
 #include "mg_snapshot.h"
+#include "conf_errors.h"
 #include "tap.h"
 
 static char tmpdir[64];
@@ -53,27 +54,6 @@ write_file(const char *dir, const char *name, const char *text)
     return path;
 }
 
-static int MG_PRINTF(2, 3)
-has_error(const mg_conf_errors_t *errs, const char *fmt, ...)
-{
-    char want[512];
-    va_list ap;
-    unsigned i;
-
-    va_start(ap, fmt);
-    vsnprintf(want, sizeof(want), fmt, ap);
-    va_end(ap);
-    for (i = 0; i < errs->n; i++) {
-        if (strstr(errs->msgs[i], want) != NULL) {
-            return 1;
-        }
-    }
-    printf("#   no error contains: %s\n", want);
-    for (i = 0; i < errs->n; i++) {
-        printf("#   got: %s\n", errs->msgs[i]);
-    }
-    return 0;
-}
 
 /* Loads |text| as a main file and checks that it fails with an error
  * "main.conf:|line|: |reason|" (reason may be a prefix). */
