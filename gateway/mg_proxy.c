@@ -1999,6 +1999,37 @@ proxy_finish(mg_client_t *c)
     client_finish_request(c);
 }
 
+/* The client cannot take more: read no more from the upstream until it
+ * does (back-pressure), and bound how long it may stall. */
+static void
+proxy_client_blocked(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+
+    ev_io_start(ctx->loop, &c->wev);
+    if (c->u != NULL) {
+        ev_io_stop(ctx->loop, &c->u->rev);
+        ev_timer_stop(ctx->loop, &c->u->timer);
+    }
+    client_timer_set(c, c->lc->send_timeout);
+}
+
+/* Everything the upstream sent has been passed on: read more, with the
+ * silence timer running again once the request is all sent. */
+static void
+proxy_read_upstream_again(mg_client_t *c)
+{
+    mg_uconn_t *u = c->u;
+
+    if (u->in != NULL && mg_buf_pending(u->in) == 0) {
+        u->in->pos = u->in->last = u->in->start;
+    }
+    upstream_want_read(c);
+    if (c->req_body_done) {
+        ev_timer_again(c->ctx->loop, &u->timer);
+    }
+}
+
 /* Takes |n| bytes of response body out of the upstream buffer. */
 static void
 proxy_resp_consume(mg_client_t *c, size_t n)
@@ -2137,13 +2168,7 @@ proxy_send_client_gzip(mg_client_t *c)
                 /* Wait for the upstream. */
                 ev_io_stop(ctx->loop, &c->wev);
                 if (c->u != NULL) {
-                    if (c->u->in != NULL && mg_buf_pending(c->u->in) == 0) {
-                        c->u->in->pos = c->u->in->last = c->u->in->start;
-                    }
-                    upstream_want_read(c);
-                    if (c->req_body_done) {
-                        ev_timer_again(ctx->loop, &c->u->timer);
-                    }
+                    proxy_read_upstream_again(c);
                 }
                 return;
             }
@@ -2155,12 +2180,7 @@ proxy_send_client_gzip(mg_client_t *c)
                 continue;
             }
             if (errno == EAGAIN) {
-                ev_io_start(ctx->loop, &c->wev);
-                if (c->u != NULL) {
-                    ev_io_stop(ctx->loop, &c->u->rev);
-                    ev_timer_stop(ctx->loop, &c->u->timer);
-                }
-                client_timer_set(c, c->lc->send_timeout);
+                proxy_client_blocked(c);
                 return;
             }
             c->keep_alive = 0;
@@ -2276,14 +2296,7 @@ proxy_send_client(mg_client_t *c)
                 continue;
             }
             if (errno == EAGAIN) {
-                /* Back-pressure: read no more from the upstream until the
-                 * client takes what we have. */
-                ev_io_start(ctx->loop, &c->wev);
-                if (c->u != NULL) {
-                    ev_io_stop(ctx->loop, &c->u->rev);
-                    ev_timer_stop(ctx->loop, &c->u->timer);
-                }
-                client_timer_set(c, c->lc->send_timeout);
+                proxy_client_blocked(c);
                 return;
             }
             c->keep_alive = 0;
@@ -2321,19 +2334,12 @@ proxy_send_client(mg_client_t *c)
     if (c->resp_body_kind == MG_H1_BODY_CLOSE && c->resp_eof) {
         c->resp_done = 1;
     }
-    if (c->resp_done && (c->resp_body_kind != MG_H1_BODY_CHUNKED
-                         || c->resp_scanned == 0)) {
+    if (mg_proxy__resp_complete(c)) {
         proxy_finish(c);
         return;
     }
     if (c->u != NULL) {
-        if (c->u->in != NULL && mg_buf_pending(c->u->in) == 0) {
-            c->u->in->pos = c->u->in->last = c->u->in->start;
-        }
-        upstream_want_read(c);
-        if (c->req_body_done) {
-            ev_timer_again(ctx->loop, &c->u->timer);
-        }
+        proxy_read_upstream_again(c);
     }
 }
 
@@ -2900,11 +2906,7 @@ mg_proxy__resp_body_sent(mg_client_t *c, size_t n)
         return;
     }
     if (u->in != NULL && mg_buf_pending(u->in) == 0) {
-        u->in->pos = u->in->last = u->in->start;
-        upstream_want_read(c);
-        if (c->req_body_done) {
-            ev_timer_again(c->ctx->loop, &u->timer);
-        }
+        proxy_read_upstream_again(c);
     }
 }
 
