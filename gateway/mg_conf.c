@@ -207,7 +207,8 @@ static const conf_key_t conf_redirect_keys[XK_N] = {
 
 enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
-    CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_N
+    CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_KEEPALIVE_INTERVAL,
+    CK_KEEPALIVE_TIMEOUT, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -220,6 +221,10 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_ENDPOINTS] = CK_LIST_REQ("endpoints"),
     [CK_PROTOCOL] = CK_STR("protocol", "http/1.1"),
     [CK_TLS] = CK_GROUP("tls"),
+    /* 0 turns the PINGs off. */
+    [CK_KEEPALIVE_INTERVAL] = { "keepalive_interval", CONF_NUM, CONF_BOUNDS, 0,
+                                CONF_MAX_SECONDS, 30, NULL },
+    [CK_KEEPALIVE_TIMEOUT] = CK_SECS("keepalive_timeout", 10),
 };
 
 /* A cluster's tls = { ... }: how we talk TLS to its endpoints. */
@@ -1875,16 +1880,11 @@ conf_parse_clusters(conf_ctx_t *ctx)
         cl->response_timeout = v[CK_RESPONSE_TIMEOUT].num;
         cl->idle_timeout = v[CK_IDLE_TIMEOUT].num;
         cl->max_idle = (unsigned)v[CK_MAX_IDLE].i;
+        cl->keepalive_interval = v[CK_KEEPALIVE_INTERVAL].num;
+        cl->keepalive_timeout = v[CK_KEEPALIVE_TIMEOUT].num;
 
         proto = v[CK_PROTOCOL].str;
         cl->protocol = MG_PROTO_HTTP1;
-        if (strcmp(proto, "h2") == 0 || strcmp(proto, "h2c") == 0) {
-            /* Refused rather than spoken wrongly: the upstream side talks
-             * HTTP/1.1 only in this version. */
-            conf_error(ctx, v[CK_PROTOCOL].s,
-                       "protocol \"%s\": HTTP/2 to upstreams is not "
-                       "available in this version; use \"http/1.1\"", proto);
-        }
         if (strcmp(proto, "h2") == 0) {
             cl->protocol = MG_PROTO_H2;
             if (v[CK_TLS].s == NULL) {

@@ -52,6 +52,8 @@ static nghttp2_session_callbacks *h2_callbacks;
 static nghttp2_option *h2_option;
 
 static void h2_flush(mg_client_t *c);
+static void h2_nv(nghttp2_nv *nv, const char *name, size_t namelen,
+                  const char *value, size_t valuelen);
 
 /* Connections with output waiting, flushed once per loop iteration just
  * before it sleeps: the responses that several upstreams delivered in one
@@ -489,8 +491,10 @@ h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 {
     mg_client_t *s = nghttp2_session_get_stream_user_data(session, stream_id);
 
+    /* A response under way does not end the request body: gRPC streams
+     * both ways at once. */
     if (s == NULL || s->req_body_done || (s->u == NULL && s->status != 0)
-        || s->resp_submitted) {
+        || (s->resp_submitted && s->u == NULL)) {
         /* Nobody will read it: give the window back at once. */
         nghttp2_session_consume(session, stream_id, len);
         return 0;
@@ -559,6 +563,39 @@ h2_on_stream_close(nghttp2_session *session, int32_t stream_id,
     return 0;
 }
 
+/* The response body ends here: with the upstream's trailers, if any
+ * (gRPC's grpc-status travels in them). */
+static void
+h2_body_end(nghttp2_session *session, mg_client_t *s, uint32_t *data_flags)
+{
+    nghttp2_nv nv[64];
+    size_t nvlen = 0;
+    char *p, *end, *colon, *eol, *v;
+
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    s->resp_eof_given = 1;
+    if (s->trailers == NULL) {
+        return;
+    }
+    /* "name: value\r\n" lines, names already lower case (HTTP/2). */
+    p = s->trailers->pos;
+    end = s->trailers->last;
+    while (p < end && nvlen < mg_countof(nv)) {
+        eol = memchr(p, '\r', (size_t)(end - p));
+        colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || colon == NULL || colon > eol) {
+            break;
+        }
+        v = colon + 2 <= eol ? colon + 2 : eol;
+        h2_nv(&nv[nvlen++], p, (size_t)(colon - p), v, (size_t)(eol - v));
+        p = eol + 2;
+    }
+    if (nvlen > 0
+        && nghttp2_submit_trailer(session, s->stream_id, nv, nvlen) == 0) {
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+}
+
 static ssize_t
 h2_read_upstream_body(nghttp2_session *session, int32_t stream_id,
                       uint8_t *buf, size_t length, uint32_t *data_flags,
@@ -569,14 +606,18 @@ h2_read_upstream_body(nghttp2_session *session, int32_t stream_id,
     ssize_t got;
     int err, eof;
 
+    if (s->u != NULL && s->u->end_stream && s->u->trailers != NULL) {
+        /* Taken now: the upstream side is released with the last byte. */
+        s->trailers = s->u->trailers;
+        s->u->trailers = NULL;
+    }
     if (s->gzip_on) {
         got = mg_proxy__gzip_read(s, (char *)buf, length, &eof);
         if (got < 0) {
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
         if (eof) {
-            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-            s->resp_eof_given = 1;
+            h2_body_end(session, s, data_flags);
             return got;
         }
         return got > 0 ? got : NGHTTP2_ERR_DEFERRED;
@@ -594,8 +635,7 @@ h2_read_upstream_body(nghttp2_session *session, int32_t stream_id,
     }
     mg_proxy__resp_body_sent(s, n);
     if (mg_proxy__resp_complete(s)) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        s->resp_eof_given = 1;
+        h2_body_end(session, s, data_flags);
         return (ssize_t)n;
     }
     if (n == 0) {

@@ -21,6 +21,7 @@
 #include "mg_h1.h"
 #include "mg_gzip.h"
 #include "mg_h2.h"
+#include "mg_h2up.h"
 #include "mg_io.h"
 #include "mg_lb.h"
 #include "mg_log.h"
@@ -39,8 +40,9 @@ static void client_send_direct(mg_client_t *c);
 static void proxy_connect(mg_client_t *c);
 static void proxy_connect_failed(mg_client_t *c, int err);
 static void client_read_head(mg_client_t *c);
-static int upstream_tls_start(mg_uconn_t *u);
 static void upstream_handshake(mg_client_t *c);
+static void proxy_attach_h2(mg_client_t *c, mg_uconn_t *u,
+                            const mg_endpoint_conf_t *ep);
 static void proxy_attach(mg_client_t *c, mg_uconn_t *u,
                          const mg_endpoint_conf_t *ep);
 static void proxy_send_upstream(mg_client_t *c);
@@ -50,6 +52,8 @@ static void proxy_upstream_lost(mg_client_t *c, int err, const char *what);
 static void proxy_send_client(mg_client_t *c);
 static void proxy_send_client_gzip(mg_client_t *c);
 static void proxy_finish(mg_client_t *c);
+static void proxy_upstream_parse(mg_client_t *c);
+static int proxy_has_token(mg_str_t v, const char *token);
 static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
 static void tunnel_pump(mg_client_t *c);
 
@@ -299,6 +303,10 @@ client_want_read(mg_client_t *c)
 static void
 upstream_want_read(mg_client_t *c)
 {
+    if (c->u->is_h2) {
+        mg_h2up_read_again(c->u);
+        return;
+    }
     ev_io_start(c->ctx->loop, &c->u->rev);
     if (mg_io_pending(&c->u->io)) {
         ev_feed_event(c->ctx->loop, &c->u->rev, EV_READ);
@@ -510,9 +518,62 @@ client_respond(mg_client_t *c, unsigned status, const char *ctype,
     client_send_direct(c);
 }
 
+/* The gRPC status for an error we answer with (the mapping gRPC gives
+ * for HTTP statuses, plus our timeouts and upstream failures). */
+static unsigned
+grpc_status_for(unsigned status)
+{
+    switch (status) {
+    case 400: return 13;   /* INTERNAL */
+    case 401: return 16;   /* UNAUTHENTICATED */
+    case 403: return 7;    /* PERMISSION_DENIED */
+    case 404: return 12;   /* UNIMPLEMENTED */
+    case 408:
+    case 504: return 4;    /* DEADLINE_EXCEEDED */
+    case 413:
+    case 431: return 8;    /* RESOURCE_EXHAUSTED */
+    case 429:
+    case 502:
+    case 503: return 14;   /* UNAVAILABLE */
+    default:  return 2;    /* UNKNOWN */
+    }
+}
+
+/* A gRPC client learns of our errors from grpc-status, in a response with
+ * no body ("Trailers-Only"); grpc-message is percent-encoded. */
+static void
+client_respond_grpc(mg_client_t *c, unsigned status, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char extra[512];
+    size_t n;
+    const char *p;
+
+    n = (size_t)snprintf(extra, sizeof(extra),
+                         "grpc-status: %u\r\ngrpc-message: ",
+                         grpc_status_for(status));
+    for (p = text; *p != '\0' && *p != '\n' && n + 8 < sizeof(extra); p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+            extra[n++] = *p;
+        } else {
+            extra[n++] = '%';
+            extra[n++] = hex[(unsigned char)*p >> 4];
+            extra[n++] = hex[*p & 0xf];
+        }
+    }
+    memcpy(extra + n, "\r\n", 3);
+    client_detach_upstream(c, 0);
+    mg_h2_respond(c, 200, "application/grpc", "", 0, extra);
+    c->status = status;   /* the access log keeps the cause */
+}
+
 static void
 client_respond_text(mg_client_t *c, unsigned status, const char *text)
 {
+    if (c->grpc) {
+        client_respond_grpc(c, status, text);
+        return;
+    }
     client_respond(c, status, "text/plain", text, strlen(text), NULL);
 }
 
@@ -925,6 +986,19 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                           strlen(c->request_id), NULL, 0) != MG_OK) {
         return MG_ERROR;
     }
+    if (c->route->cluster->protocol != MG_PROTO_HTTP1) {
+        /* TE is hop-by-hop, but "trailers" is what HTTP/2 lets through
+         * (RFC 9113 §8.2.2): gRPC servers want it. */
+        for (i = 0; i < r->nheaders; i++) {
+            if (r->headers[i].id == MG_H1_HDR_TE
+                && proxy_has_token(r->headers[i].value, "trailers")) {
+                if (buf_add_lit(b, "TE: trailers\r\n") != MG_OK) {
+                    return MG_ERROR;
+                }
+                break;
+            }
+        }
+    }
     if (c->req_body_kind == MG_H1_BODY_CHUNKED) {
         if (buf_add_lit(b, "Transfer-Encoding: chunked\r\n") != MG_OK) {
             return MG_ERROR;
@@ -961,6 +1035,7 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
 {
     const mg_route_t *rt;
     char msg[160];
+    unsigned i;
 
     c->start = ev_now(c->ctx->loop);
     c->method_id = r->method_id;
@@ -995,14 +1070,19 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     }
     c->route = rt;
     c->accept_gzip = 0;
-    if (rt->gzip != NULL) {
-        unsigned i;
+    c->grpc = 0;
+    c->body_err = 0;
+    for (i = 0; i < r->nheaders; i++) {
+        const mg_h1_header_t *h = &r->headers[i];
 
-        for (i = 0; i < r->nheaders; i++) {
-            if (mg_str_caseeq_lit(r->headers[i].name, "accept-encoding")
-                && mg_gzip_accepted(r->headers[i].value)) {
-                c->accept_gzip = 1;
-            }
+        if (rt->gzip != NULL && mg_str_caseeq_lit(h->name, "accept-encoding")
+            && mg_gzip_accepted(h->value)) {
+            c->accept_gzip = 1;
+        }
+        if (c->is_stream && mg_str_caseeq_lit(h->name, "content-type")
+            && h->value.len >= 16
+            && strncasecmp(h->value.data, "application/grpc", 16) == 0) {
+            c->grpc = 1;
         }
     }
     if (rt->require_client_cert && !client_has_verified_cert(c)) {
@@ -1020,6 +1100,11 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
                                 "CONNECT is not allowed on this route\n");
             return;
         }
+        if (rt->cluster->protocol != MG_PROTO_HTTP1) {
+            client_respond_text(c, 501, "CONNECT to an HTTP/2 cluster is not "
+                                        "supported\n");
+            return;
+        }
         c->connect = 1;
         c->req_body_done = 1;
         c->req_keep_alive = 0;
@@ -1034,7 +1119,10 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
         return;
     }
 
-    c->upgrade = r->upgrade && rt->allow_upgrade;
+    /* An HTTP/2 upstream has no Upgrade (RFC 9113 §8.6): the request goes
+     * as a plain one. */
+    c->upgrade = r->upgrade && rt->allow_upgrade
+                 && rt->cluster->protocol == MG_PROTO_HTTP1;
     if (!c->connect && proxy_build_upstream_head(c, r) != MG_OK) {
         client_respond_text(c, 431, "request head too large to forward\n");
         return;
@@ -1199,7 +1287,7 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
         return;
     }
     if (ep->cluster->tls != NULL && !u->io.handshake_done) {
-        if (u->io.ssl == NULL && upstream_tls_start(u) != MG_OK) {
+        if (u->io.ssl == NULL && mg_upstream_tls_start(&u->io, ep->cluster) != MG_OK) {
             mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                          "cannot start TLS to %s: %s", ep->address,
                          mg_io_ssl_error());
@@ -1233,27 +1321,29 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     proxy_send_upstream(c);
 }
 
-static int
-upstream_tls_start(mg_uconn_t *u)
+/* A stream of an HTTP/2 connection (maybe still connecting): the request
+ * is handed to the session at once and leaves when it can. */
+static void
+proxy_attach_h2(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
 {
-    const mg_cluster_conf_t *cl = u->ep->cluster;
-    SSL *ssl = SSL_new(cl->tls);
+    mg_ctx_t *ctx = c->ctx;
+    double timeout = c->route->timeout > 0 ? c->route->timeout
+                                           : ep->cluster->response_timeout;
 
-    if (ssl == NULL) {
-        return MG_ERROR;
+    c->u = u;
+    c->ep = ep;
+    ctx->active[ep->index]++;
+    ev_set_cb(&u->timer, upstream_on_timer);
+    u->timer.data = u;
+    ev_timer_set(&u->timer, timeout, timeout);
+    c->uhead_scanned = 0;
+    if (mg_h2up_submit(u, c->uhead, !c->req_body_done) != MG_OK) {
+        proxy_connect_failed(c, EPROTO);
+        return;
     }
-    u->io.ssl = ssl;
-    if (SSL_set_fd(ssl, u->io.fd) != 1) {
-        return MG_ERROR;
+    if (c->req_body_done) {
+        ev_timer_again(ctx->loop, &u->timer);
     }
-    if (cl->tls_sni != NULL) {
-        if (SSL_set_tlsext_host_name(ssl, cl->tls_sni) != 1
-            || SSL_set1_host(ssl, cl->tls_sni) != 1) {
-            return MG_ERROR;
-        }
-    }
-    SSL_set_connect_state(ssl);
-    return MG_OK;
 }
 
 /* Runs the TLS handshake with the upstream; once done, the request goes. */
@@ -1315,10 +1405,14 @@ proxy_connect(mg_client_t *c)
             break;
         }
         c->attempts++;
-        u = c->no_pool || c->connect || c->upgrade ? NULL
-                                                    : mg_upstream_take(ctx, ep);
-        if (u == NULL) {
-            u = mg_upstream_connect(ctx, ep, &err);
+        if (cl->protocol != MG_PROTO_HTTP1) {
+            u = mg_h2up_open(ctx, ep, c, c->no_pool, &err);
+        } else {
+            u = c->no_pool || c->connect || c->upgrade
+                    ? NULL : mg_upstream_take(ctx, ep);
+            if (u == NULL) {
+                u = mg_upstream_connect(ctx, ep, &err);
+            }
         }
         if (u == NULL) {
             pos = (unsigned)(ep - cl->priorities[0].endpoints);
@@ -1331,7 +1425,11 @@ proxy_connect(mg_client_t *c)
                          ep->address, cl->name, c->client_ip);
             continue;
         }
-        proxy_attach(c, u, ep);
+        if (u->is_h2) {
+            proxy_attach_h2(c, u, ep);
+        } else {
+            proxy_attach(c, u, ep);
+        }
         return;
     }
     c->ep = NULL;
@@ -1366,6 +1464,34 @@ proxy_connect_failed(mg_client_t *c, int err)
     proxy_connect(c);
 }
 
+/* Sends the request again from the start, on a fresh connection, when all
+ * of it is still at hand. MG_OK if it went. */
+static int
+proxy_replay(mg_client_t *c)
+{
+    if (c->resp_seen || !c->replayable || c->uhead == NULL
+        || c->attempts >= 8) {
+        return MG_ERROR;
+    }
+    client_detach_upstream(c, 0);
+    c->uhead->pos = c->uhead->start;
+    if (c->body_start != NULL) {
+        c->in->pos = c->body_start;
+    }
+    c->body_left = c->req_body_kind == MG_H1_BODY_LENGTH ? c->content_length
+                                                         : 0;
+    c->req_body_done = c->req_body_kind == MG_H1_BODY_NONE
+                       || (c->req_body_kind == MG_H1_BODY_LENGTH
+                           && c->content_length == 0);
+    memset(&c->req_ck, 0, sizeof(c->req_ck));
+    c->req_ck_done = 0;
+    c->body_scanned = 0;
+    c->no_pool = 1;
+    c->tried = 0;
+    proxy_connect(c);
+    return MG_OK;
+}
+
 /* The upstream went away before answering. A request on a reused pooled
  * connection that it may not have seen is sent again on a fresh one. */
 static void
@@ -1379,24 +1505,8 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
                       || c->method_id == MG_H1_METHOD_DELETE
                       || c->method_id == MG_H1_METHOD_TRACE;
 
-    if (c->u != NULL && c->u->reused && !c->resp_seen && c->replayable
-        && safe_method && c->uhead != NULL && c->attempts < 8) {
-        client_detach_upstream(c, 0);
-        c->uhead->pos = c->uhead->start;
-        if (c->body_start != NULL) {
-            c->in->pos = c->body_start;
-        }
-        c->body_left = c->req_body_kind == MG_H1_BODY_LENGTH
-                           ? c->content_length : 0;
-        c->req_body_done = c->req_body_kind == MG_H1_BODY_NONE
-                           || (c->req_body_kind == MG_H1_BODY_LENGTH
-                               && c->content_length == 0);
-        memset(&c->req_ck, 0, sizeof(c->req_ck));
-        c->req_ck_done = 0;
-        c->body_scanned = 0;
-        c->no_pool = 1;
-        c->tried = 0;
-        proxy_connect(c);
+    if (c->u != NULL && c->u->reused && safe_method
+        && proxy_replay(c) == MG_OK) {
         return;
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
@@ -1468,14 +1578,13 @@ proxy_req_body_avail(mg_client_t *c, int *err)
 static void
 proxy_send_upstream(mg_client_t *c)
 {
-    mg_ctx_t *ctx = c->ctx;
-
-    if (c->is_stream) {
+    if (c->u->is_h2) {
+        mg_h2up_resume_send(c->u);
+    } else if (c->is_stream) {
         proxy_send_upstream_stream(c);
-        return;
+    } else {
+        proxy_send_upstream_h1(c);
     }
-    proxy_send_upstream_h1(c);
-    (void)ctx;
 }
 
 static void
@@ -2348,11 +2457,8 @@ proxy_on_upstream_read(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
     mg_uconn_t *u = c->u;
-    mg_h1_response_t *resp = ctx->resp;
     mg_buf_t *nb;
     ssize_t n;
-    long hl;
-    int rc;
 
     if (u->in == NULL) {
         u->in = mg_buf_get(&ctx->bufs);
@@ -2421,6 +2527,18 @@ proxy_on_upstream_read(mg_client_t *c)
     c->resp_seen = 1;
     /* Reset the response timer: it bounds silence, not the whole body. */
     ev_timer_again(ctx->loop, &u->timer);
+    proxy_upstream_parse(c);
+}
+
+/* Response heads in u->in, then the body on to the client. */
+static void
+proxy_upstream_parse(mg_client_t *c)
+{
+    mg_ctx_t *ctx = c->ctx;
+    mg_uconn_t *u = c->u;
+    mg_h1_response_t *resp = ctx->resp;
+    long hl;
+    int rc;
 
     while (!c->resp_head_done) {
         hl = mg_h1_find_head_end(u->in->pos, mg_buf_pending(u->in),
@@ -2811,8 +2929,10 @@ mg_proxy__stream_new(mg_client_t *conn, int32_t stream_id)
 int
 mg_proxy__resp_complete(const mg_client_t *c)
 {
+    /* An HTTP/2 response may still bring trailers after its body. */
     return c->resp_done
-           && (c->resp_body_kind != MG_H1_BODY_CHUNKED || c->resp_scanned == 0);
+           && (c->resp_body_kind != MG_H1_BODY_CHUNKED || c->resp_scanned == 0)
+           && (c->u == NULL || !c->u->is_h2 || c->u->end_stream);
 }
 
 void
@@ -2838,7 +2958,8 @@ mg_proxy__stream_free(mg_client_t *s)
     mg_buf_put(&ctx->bufs, s->in);
     mg_buf_put(&ctx->bufs, s->out);
     mg_buf_put(&ctx->bufs, s->uhead);
-    s->in = s->out = s->uhead = NULL;
+    mg_buf_put(&ctx->bufs, s->trailers);
+    s->in = s->out = s->uhead = s->trailers = NULL;
     client_gzip_end(s);
     if (ctx->nfree_clients < 1024) {
         s->next = ctx->free_clients;
@@ -2920,4 +3041,170 @@ void
 mg_proxy__want_read(mg_client_t *c)
 {
     client_want_read(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Events of HTTP/2 upstream streams (mg_h2up.c)                       */
+
+void
+mg_proxy__up_input(mg_client_t *c)
+{
+    mg_uconn_t *u = c->u;
+
+    if (u == NULL) {
+        return;
+    }
+    c->resp_seen = 1;
+    if (c->req_body_done) {
+        ev_timer_again(c->ctx->loop, &u->timer);
+    }
+    if (c->resp_head_done && !c->is_stream && ev_is_active(&c->wev)) {
+        return;   /* the client is slow: its write event sends the rest */
+    }
+    proxy_upstream_parse(c);
+}
+
+void
+mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
+{
+    char msg[160];
+
+    if (c->u == NULL) {
+        return;
+    }
+    if (c->body_err != 0) {
+        /* The client's own body was malformed: that is its answer. */
+        err = c->body_err;
+        c->body_err = 0;
+        client_detach_upstream(c, 0);
+        c->req_keep_alive = 0;
+        c->closing = 1;
+        c->req_body_done = 1;
+        if (c->resp_head_done) {
+            proxy_fail(c, 400, "");
+        } else {
+            client_reject(c, err);
+        }
+        return;
+    }
+    switch (how) {
+    case MG_UP_CONNECT:
+        proxy_connect_failed(c, err ? err : ECONNREFUSED);
+        return;
+    case MG_UP_REFUSED:
+        /* Not processed by the upstream: any method may go again. */
+        if (proxy_replay(c) == MG_OK) {
+            return;
+        }
+        snprintf(msg, sizeof(msg), "upstream refused the stream (cluster "
+                 "%s)\n", c->route->cluster->name);
+        proxy_fail(c, 503, msg);
+        return;
+    case MG_UP_LOST:
+        if (!c->resp_head_done) {
+            /* Maybe never seen: idempotent requests on a reused
+             * connection go again. */
+            proxy_upstream_lost(c, err, "closed the connection");
+            return;
+        }
+        break;
+    default:
+        if (!c->resp_head_done) {
+            c->u->reused = 0;   /* it saw the request: no second try */
+            proxy_upstream_lost(c, err, "reset the stream");
+            return;
+        }
+        break;
+    }
+    mg_log_error(MG_LOG_ERROR, &mg_log, err,
+                 "upstream %s failed in the middle of a response body, "
+                 "client: %s", c->ep ? c->ep->address : "-", c->client_ip);
+    proxy_fail(c, 502, "");
+}
+
+/* The request body read so far has all left: read on, bounded by the
+ * client timeouts. */
+static void
+proxy_body_want_more(mg_client_t *c)
+{
+    if (c->in != NULL) {
+        c->in->pos = c->in->last = c->in->start;
+    }
+    c->body_start = NULL;
+    if (!c->is_stream) {
+        client_want_read(c);
+        client_timer_set(c, c->lc->request_header_timeout > c->lc->idle_timeout
+                                ? c->lc->request_header_timeout
+                                : c->lc->idle_timeout);
+    }
+}
+
+ssize_t
+mg_proxy__up_body_read(mg_client_t *c, char *buf, size_t len, int *eof)
+{
+    size_t pending, n, consumed = 0, out_len = 0;
+    char *p;
+    int rc, done;
+
+    *eof = 0;
+    if (c->req_body_done) {
+        *eof = 1;
+        return 0;
+    }
+    pending = c->in != NULL ? mg_buf_pending(c->in) : 0;
+    if (c->req_body_kind == MG_H1_BODY_CHUNKED && !c->is_stream) {
+        /* De-chunk in place: HTTP/2 frames the body itself. */
+        if (!c->req_ck_done && c->body_scanned < pending) {
+            p = c->in->pos + c->body_scanned;
+            rc = mg_h1_chunked_parse(&c->req_ck, p, pending - c->body_scanned,
+                                     &consumed, &out_len, 1,
+                                     c->lc->limits.max_body_size);
+            if (rc != MG_OK && rc != MG_AGAIN) {
+                c->body_err = rc;
+                return -1;
+            }
+            memmove(p + out_len, p + consumed,
+                    pending - c->body_scanned - consumed);
+            c->in->last -= consumed - out_len;
+            c->body_scanned += out_len;
+            c->replayable = 0;
+            if (rc == MG_OK) {
+                c->req_ck_done = 1;
+            }
+        }
+        n = mg_min(c->body_scanned, len);
+        c->body_scanned -= n;
+        done = c->req_ck_done && c->body_scanned == 0;
+    } else if (c->req_body_kind == MG_H1_BODY_LENGTH) {
+        n = (size_t)mg_min((int64_t)mg_min(pending, len), c->body_left);
+        c->body_left -= (int64_t)n;
+        done = c->body_left == 0;
+    } else {
+        /* An HTTP/2 client's body without a length: until END_STREAM. */
+        n = mg_min(pending, len);
+        done = c->body_eof && n == pending;
+    }
+    if (n > 0) {
+        memcpy(buf, c->in->pos, n);
+        c->in->pos += n;
+        c->replayable = 0;
+        if (c->is_stream) {
+            mg_h2_consume(c, n);
+        }
+    }
+    if (done) {
+        c->req_body_done = 1;
+        *eof = 1;
+        if (!c->is_stream && !c->resp_head_done) {
+            ev_timer_stop(c->ctx->loop, &c->timer);
+        }
+        if (c->u != NULL) {
+            ev_timer_again(c->ctx->loop, &c->u->timer);
+        }
+    } else if (c->in == NULL || mg_buf_pending(c->in) == 0) {
+        proxy_body_want_more(c);
+    } else if (!c->is_stream) {
+        client_want_read(c);   /* e.g. a chunk header cut at the end */
+    }
+    return (ssize_t)n;
 }

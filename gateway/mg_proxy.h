@@ -97,6 +97,9 @@ struct mg_client_s {
     unsigned c_eof:1;             /* tunnel: client finished sending */
     unsigned u_eof:1;             /* tunnel: upstream finished sending */
     unsigned closing:1;
+    unsigned grpc:1;              /* a gRPC call: errors as grpc-status */
+    int body_err;                 /* MG_H1_ERR_* of a malformed body that an
+                                   * HTTP/2 upstream stream was reset for */
 
     unsigned req_body_kind;
     int64_t content_length;
@@ -127,6 +130,7 @@ struct mg_client_s {
     unsigned logged:1;
     uint64_t chunk_left;          /* data bytes left in the current chunk */
     size_t bytes_unconsumed;      /* stream: received, window not given back */
+    mg_buf_t *trailers;           /* stream: upstream response trailers */
 
     /* Response compression. */
     struct mg_gzip_s *gz;         /* encoder while compressing */
@@ -186,6 +190,15 @@ void mg_proxy__close(mg_client_t *c);
 
 /* Reads from a connection's socket when TLS may hold bytes already. */
 void mg_proxy__want_read(mg_client_t *c);
+
+/* Events of an HTTP/2 upstream stream (see mg_h2up.h): response bytes
+ * arrived in c->u->in; the stream failed (MG_UP_*, errno or 0); the
+ * session wants up to |len| request body bytes (returns the count, with
+ * |*eof| at the end, or -1 when the body is malformed). */
+void mg_proxy__up_input(mg_client_t *c);
+void mg_proxy__up_failed(mg_client_t *c, unsigned how, int err);
+ssize_t mg_proxy__up_body_read(mg_client_t *c, char *buf, size_t len,
+                               int *eof);
 
 /* Reason phrase for |status|. */
 const char *mg_proxy__reason(unsigned status);

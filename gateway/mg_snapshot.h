@@ -47,6 +47,9 @@ struct mg_cluster_conf_s {
     double idle_timeout;          /* pooled keep-alive conns, default 60 */
     unsigned max_idle;            /* pooled conns per endpoint per worker,
                                    * default 64 */
+    double keepalive_interval;    /* HTTP/2: PING a quiet connection after
+                                   * this long, default 30, 0 = never */
+    double keepalive_timeout;     /* HTTP/2: PING answer awaited, default 10 */
     mg_priority_t *priorities;
     unsigned npriorities;         /* >= 1 */
     unsigned protocol;            /* MG_PROTO_*: how we talk to endpoints */

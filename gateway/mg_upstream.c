@@ -7,6 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
+#include "mg_buf.h"
+#include "mg_h2up.h"
 #include "mg_log.h"
 #include "mg_snapshot.h"
 #include "mg_upstream.h"
@@ -39,6 +43,10 @@ mg_upstream_close(mg_uconn_t *u)
 {
     struct ev_loop *loop = u->ctx->loop;
 
+    if (u->is_h2) {
+        mg_h2up_stream_close(u);
+        return;
+    }
     upstream_pool_unlink(u);
     ev_io_stop(loop, &u->rev);
     ev_io_stop(loop, &u->wev);
@@ -76,19 +84,40 @@ mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep)
     return u;
 }
 
-mg_uconn_t *
-mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
+int
+mg_upstream_socket(const mg_endpoint_conf_t *ep, int *in_progress, int *err)
 {
-    mg_uconn_t *u;
     int fd, on = 1;
 
+    *in_progress = 0;
     fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 0);
     if (fd == -1) {
         *err = errno;
-        return NULL;
+        return -1;
     }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == -1) {
+        if (errno != EINPROGRESS) {
+            *err = errno;
+            close(fd);
+            return -1;
+        }
+        *in_progress = 1;
+    }
+    return fd;
+}
+
+mg_uconn_t *
+mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
+{
+    mg_uconn_t *u;
+    int fd, in_progress;
+
+    fd = mg_upstream_socket(ep, &in_progress, err);
+    if (fd == -1) {
+        return NULL;
+    }
     u = calloc(1, sizeof(*u));
     if (u == NULL) {
         *err = ENOMEM;
@@ -99,19 +128,11 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     u->io.ssl = NULL;
     u->ctx = ctx;
     u->ep = ep;
+    u->connecting = in_progress;
     ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);
     ev_io_init(&u->wev, upstream_on_idle_read, fd, EV_WRITE);
     ev_init(&u->timer, upstream_on_idle_timeout);
     u->rev.data = u->wev.data = u->timer.data = u;
-    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == -1) {
-        if (errno != EINPROGRESS) {
-            *err = errno;
-            close(fd);
-            free(u);
-            return NULL;
-        }
-        u->connecting = 1;
-    }
     return u;
 }
 
@@ -122,6 +143,10 @@ mg_upstream_release(mg_uconn_t *u)
     mg_upstream_pool_t *pool = &ctx->pools[u->ep->index];
     const mg_cluster_conf_t *cl = u->ep->cluster;
 
+    if (u->is_h2) {
+        mg_h2up_stream_close(u);
+        return;
+    }
     ev_io_stop(ctx->loop, &u->rev);
     ev_io_stop(ctx->loop, &u->wev);
     ev_timer_stop(ctx->loop, &u->timer);
@@ -159,4 +184,27 @@ mg_upstream_close_idle(mg_ctx_t *ctx)
             mg_upstream_close(ctx->pools[i].idle);
         }
     }
+    mg_h2up_drain(ctx);
+}
+
+int
+mg_upstream_tls_start(mg_io_t *io, const mg_cluster_conf_t *cl)
+{
+    SSL *ssl = SSL_new(cl->tls);
+
+    if (ssl == NULL) {
+        return MG_ERROR;
+    }
+    io->ssl = ssl;
+    if (SSL_set_fd(ssl, io->fd) != 1) {
+        return MG_ERROR;
+    }
+    if (cl->tls_sni != NULL) {
+        if (SSL_set_tlsext_host_name(ssl, cl->tls_sni) != 1
+            || SSL_set1_host(ssl, cl->tls_sni) != 1) {
+            return MG_ERROR;
+        }
+    }
+    SSL_set_connect_state(ssl);
+    return MG_OK;
 }

@@ -2,6 +2,9 @@
  * Upstream HTTP/1.1 connections and the per-worker, per-endpoint keep-alive
  * pool. A pooled connection watches for the peer closing it and for its idle
  * timeout; a connection that became a tunnel never comes back to a pool.
+ * A request to an HTTP/2 cluster also gets an mg_uconn_t, standing for one
+ * stream of a shared connection (see mg_h2up.h): the request path reads its
+ * response from |in| the same way.
  */
 #ifndef MG_UPSTREAM_H
 #define MG_UPSTREAM_H
@@ -13,6 +16,7 @@
 #include "mg_io.h"
 
 typedef struct mg_uconn_s mg_uconn_t;
+typedef struct mg_h2up_s mg_h2up_t;
 
 struct mg_uconn_s {
     mg_io_t io;                   /* the socket, maybe with TLS */
@@ -28,12 +32,35 @@ struct mg_uconn_s {
     unsigned connecting:1;        /* connect() in progress */
     unsigned reused:1;            /* served an earlier request */
     unsigned pooled:1;
+
+    /* An HTTP/2 stream: no socket of its own (io.fd is -1). */
+    mg_h2up_t *h2;                /* its connection; NULL once the stream
+                                   * closed or the connection went away */
+    mg_buf_t *trailers;           /* response trailers, "name: value\r\n" */
+    int32_t stream_id;
+    size_t unconsumed;            /* DATA bytes not yet given back as window */
+    unsigned is_h2:1;
+    unsigned submitted:1;         /* HEADERS handed to the session */
+    unsigned head_seen:1;         /* final response head received */
+    unsigned chunked:1;           /* body framed as chunks into |in| */
+    unsigned end_stream:1;        /* the response is complete */
+    unsigned sent:1;              /* the session wrote some of the request */
+    unsigned has_length:1;        /* the response has a content-length */
+    unsigned head_req:1;          /* a HEAD request: no body follows */
+    unsigned status;              /* of the response head being received */
 };
 
 struct mg_upstream_pool_s {
     mg_uconn_t *idle;             /* most recently used first */
     unsigned nidle;
+    mg_h2up_t *h2;                /* HTTP/2 connections, newest first */
+    unsigned nh2;
 };
+
+/* A non-blocking socket connecting to |ep| (|*in_progress| set when the
+ * connect is not done yet), or -1 with *err set. */
+int mg_upstream_socket(const mg_endpoint_conf_t *ep, int *in_progress,
+                       int *err);
 
 /* Takes an idle connection to |ep| from the pool, or NULL. */
 mg_uconn_t *mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep);
@@ -51,10 +78,15 @@ mg_uconn_t *mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep,
  * the worker drains. */
 void mg_upstream_release(mg_uconn_t *u);
 
-/* Closes |u| and frees it. */
+/* Closes |u| and frees it (an HTTP/2 stream is cancelled unless its
+ * response is complete). */
 void mg_upstream_close(mg_uconn_t *u);
 
-/* Closes every pooled connection (drain). */
+/* Closes every pooled connection (drain); HTTP/2 connections close once
+ * their last stream is done. */
 void mg_upstream_close_idle(mg_ctx_t *ctx);
+
+/* Starts TLS on |io| towards an endpoint of |cl| (SNI, name check). */
+int mg_upstream_tls_start(mg_io_t *io, const mg_cluster_conf_t *cl);
 
 #endif /* MG_UPSTREAM_H */

@@ -133,19 +133,27 @@ EOF
 my @lines = grep { /^\Q$conf\E:\d+: / } split /\n/, $err;
 ok(@lines >= 2 && $err =~ /missing\.crt/ && $err =~ /SSLv3/,
     'several TLS mistakes are all reported in one run') or diag($err);
-# Upstream HTTP/2 is not spoken yet: refused with a clear line, never
-# silently sent as HTTP/1.1 to a server expecting HTTP/2.
+# Upstream HTTP/2 in both forms passes; each form insists on its transport.
 for my $proto (qw(h2c h2)) {
     my $tls = $proto eq 'h2' ? qq|tls = { ca = "$d/ca.crt"; };| : '';
-    my ($pst, $perr, $pconf) = check(<<"EOF");
+    my ($pst, $perr) = check(<<"EOF");
 routes = { r = ( { domains = [ "*" ]; prefix = "/"; cluster = "up"; } ); };
 listeners = ( { name = "l"; listen = "127.0.0.1:%%PORT_8444%%"; routes = "r"; } );
-clusters = ( { name = "up";
+clusters = ( { name = "up"; keepalive_interval = 0.0;
                protocol = "$proto"; $tls
                endpoints = ( { address = "127.0.0.1:9"; } ); } );
 EOF
-    is($pst, 1, "cluster protocol \"$proto\" is refused by -t");
-    like($perr, qr/^\Q$pconf\E:4: protocol "$proto": HTTP\/2 to upstreams is not available/m,
-        "with file:line and the reason ($proto)");
+    is($pst, 0, "cluster protocol \"$proto\" passes -t") or diag($perr);
+    my $wrong = $tls ? '' : qq|tls = { ca = "$d/ca.crt"; };|;
+    my ($bst, $berr, $bconf) = check(<<"EOF");
+routes = { r = ( { domains = [ "*" ]; prefix = "/"; cluster = "up"; } ); };
+listeners = ( { name = "l"; listen = "127.0.0.1:%%PORT_8444%%"; routes = "r"; } );
+clusters = ( { name = "up";
+               protocol = "$proto"; $wrong
+               endpoints = ( { address = "127.0.0.1:9"; } ); } );
+EOF
+    like($berr, $proto eq 'h2' ? qr/^\Q$bconf\E:4: protocol "h2" needs tls/m
+                               : qr/^\Q$bconf\E:4: protocol "h2c" is cleartext/m,
+        "$proto with the wrong transport is refused with file:line") or diag($berr);
 }
 

@@ -957,12 +957,12 @@ test_errors(void)
     expect_error(C_HEAD "  protocol = \"h2c\"; tls = { }; } );\n", 3,
                  "protocol \"h2c\" is cleartext HTTP/2",
                  "cluster h2c with tls");
-    expect_error(C_HEAD "  protocol = \"h2\"; tls = { }; } );\n", 3,
-                 "protocol \"h2\": HTTP/2 to upstreams is not available",
-                 "upstream h2 is refused in this version");
-    expect_error(C_HEAD "  protocol = \"h2c\"; } );\n", 3,
-                 "protocol \"h2c\": HTTP/2 to upstreams is not available",
-                 "upstream h2c is refused in this version");
+    expect_error(C_HEAD "  protocol = \"h2c\"; keepalive_interval = -1.0; } );\n",
+                 3, "key \"keepalive_interval\" must be between 0 and",
+                 "a negative PING interval");
+    expect_error(C_HEAD "  protocol = \"h2c\"; keepalive_timeout = 0.0; } );\n",
+                 3, "key \"keepalive_timeout\" must be greater than 0",
+                 "a PING timeout of 0");
     expect_error(C_HEAD "  protocol = \"h3\"; } );\n", 3,
                  "key \"protocol\" must be one of",
                  "an unknown cluster protocol");
