@@ -11,6 +11,7 @@
 #include "mg_ctx.h"
 #include "mg_h1.h"
 #include "mg_snapshot.h"
+#include "mg_h2up.h"
 #include "mg_upstream.h"
 
 static void
@@ -98,6 +99,7 @@ mg_ctx_destroy(mg_ctx_t *ctx)
     }
     if (ctx->pools != NULL) {
         mg_upstream_close_idle(ctx);
+        mg_h2up_close_all(ctx);
     }
     if (ctx->lb != NULL) {
         for (i = 0; i < ctx->snap->nclusters; i++) {

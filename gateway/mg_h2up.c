@@ -44,6 +44,8 @@ struct mg_h2up_s {
     mg_h2up_t *prev;
     mg_h2up_t *dnext;             /* connections with output to flush */
     mg_h2up_t *dprev;
+    mg_h2up_t *anext;             /* every connection of the worker */
+    mg_h2up_t *aprev;
     mg_uconn_t *streams;          /* open streams, linked by u->next */
     unsigned nstreams;
     uint64_t served;              /* streams ever opened on it */
@@ -68,6 +70,7 @@ struct mg_h2up_s {
 static nghttp2_session_callbacks *h2up_callbacks;
 static nghttp2_option *h2up_option;
 static mg_h2up_t *h2up_dirty;
+static mg_h2up_t *h2up_all;       /* retired ones too, for the final close */
 static ev_prepare h2up_prepare;
 
 static void h2up_flush(mg_h2up_t *h);
@@ -143,6 +146,14 @@ h2up_free(mg_h2up_t *h)
 
     h2up_unlink(h);
     h2up_dirty_unlink(h);
+    if (h->aprev != NULL) {
+        h->aprev->anext = h->anext;
+    } else {
+        h2up_all = h->anext;
+    }
+    if (h->anext != NULL) {
+        h->anext->aprev = h->aprev;
+    }
     ev_io_stop(loop, &h->rev);
     ev_io_stop(loop, &h->wev);
     ev_timer_stop(loop, &h->timer);
@@ -907,9 +918,16 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         || nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE,
                                                  0, H2UP_CONN_WINDOW) != 0) {
         *err = ENOMEM;
-        h2up_free(h);
+        mg_io_close(&h->io);
+        nghttp2_session_del(h->session);
+        free(h);
         return NULL;
     }
+    h->anext = h2up_all;
+    if (h2up_all != NULL) {
+        h2up_all->aprev = h;
+    }
+    h2up_all = h;
     h->prev = NULL;
     h->next = pool->h2;
     if (pool->h2 != NULL) {
@@ -1170,5 +1188,23 @@ mg_h2up_drain(mg_ctx_t *ctx)
                 h2up_free(h);
             }
         }
+    }
+}
+
+void
+mg_h2up_close_all(mg_ctx_t *ctx)
+{
+    mg_h2up_t *h;
+
+    while ((h = h2up_all) != NULL) {
+        while (h->streams != NULL) {
+            /* Orphaned: their owners are gone by now. */
+            h->streams->owner = NULL;
+            h2up_stream_unlink(h->streams);
+        }
+        h2up_free(h);
+    }
+    if (ev_is_active(&h2up_prepare)) {
+        ev_prepare_stop(ctx->loop, &h2up_prepare);
     }
 }

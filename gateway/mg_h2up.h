@@ -56,4 +56,7 @@ void mg_h2up_stream_close(mg_uconn_t *u);
 /* Drain: idle connections close now, busy ones after their last stream. */
 void mg_h2up_drain(mg_ctx_t *ctx);
 
+/* Frees every connection at once (the worker is exiting). */
+void mg_h2up_close_all(mg_ctx_t *ctx);
+
 #endif /* MG_H2UP_H */
