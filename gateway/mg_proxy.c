@@ -2342,8 +2342,8 @@ mg_proxy__gzip_read(mg_client_t *c, char *buf, size_t length, int *eof)
         if (rc == MG_AGAIN) {
             if (c->u != NULL && c->u->in != NULL
                 && mg_buf_pending(c->u->in) == 0) {
-                c->u->in->pos = c->u->in->last = c->u->in->start;
-                upstream_want_read(c);
+                /* With the silence timer, as on the other paths. */
+                proxy_read_upstream_again(c);
             }
             return 0;
         }

@@ -198,6 +198,8 @@ routes = { mesh = (
       gzip = { types = [ "Application/X-Custom" ]; min_length = 0;
                level = 1; }; },
     { domains = [ "plain.test" ]; prefix = "/"; cluster = "up"; },
+    { domains = [ "stall.test" ]; prefix = "/"; cluster = "impatient";
+      gzip = { types = [ "text/html" ]; min_length = 0; }; },
     { domains = [ "direct.test" ]; prefix = "/"; gzip = { min_length = 0; };
       direct_response = { status = 200; content_type = "text/html";
                           body = "a direct answer of some length\n"; }; },
@@ -207,6 +209,8 @@ routes = { mesh = (
       gzip = { types = [ "text/html", "text/plain" ]; }; } ); };
 clusters = (
     { name = "up"; response_timeout = 10.0;
+      endpoints = ( { address = "127.0.0.1:%%PORT_8082%%"; } ); },
+    { name = "impatient"; response_timeout = 1.0;
       endpoints = ( { address = "127.0.0.1:%%PORT_8082%%"; } ); },
     { name = "backend"; response_timeout = 30.0;
       endpoints = ( { address = "127.0.0.1:%%PORT_8081%%"; } ); },
@@ -752,6 +756,20 @@ SKIP: {
     }
     ok($spread, 'trickle over h2c: the pieces arrived one by one')
         or diag(join ' ', map { sprintf '%.3f', $_ - $t[0] } @t, $end);
+}
+
+SKIP: {
+    skip 'curl with HTTP/2 is not available', 2 unless $curl_h2;
+    # An upstream that falls silent in the middle of a compressed body is
+    # timed out by the cluster's response_timeout (1 s), not waited for.
+    my $t0 = time;
+    my $out = `timeout 15 curl -sS --http2-prior-knowledge --compressed -H 'Host: stall.test' 'http://127.0.0.1:$h2port/trickle?k=2&gap=4000&mode=chunked&ct=text/html&id=stall' 2>&1`;
+    my $st = $?;
+    my $took = time - $t0;
+    isnt($st, 0, 'a compressed h2 response whose upstream stalls is cut')
+        or diag($out);
+    ok($took < 3.5, 'it is cut by the 1 s silence timeout')
+        or diag(sprintf 'took %.2f s', $took);
 }
 
 ###########################################################################
