@@ -65,6 +65,7 @@ struct mg_h2up_s {
     unsigned dead:1;              /* failed: freed once out of the session */
     unsigned ping_out:1;          /* a PING awaits its ACK */
     unsigned linked:1;            /* on the endpoint's list */
+    unsigned settings_seen:1;     /* the peer's SETTINGS arrived */
 };
 
 static nghttp2_session_callbacks *h2up_callbacks;
@@ -424,6 +425,16 @@ h2up_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
     case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             h->ping_out = 0;
+        }
+        return 0;
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+            h->settings_seen = 1;
+            /* Remembered for the next connection to this endpoint, which
+             * must guess until its own SETTINGS arrive. */
+            h->ctx->pools[h->ep->index].h2_max_streams =
+                nghttp2_session_get_remote_settings(
+                    session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
         }
         return 0;
     }
@@ -949,12 +960,21 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
 /* ------------------------------------------------------------------ */
 /* Streams                                                             */
 
+/* Streams |h| may carry. Before the peer's SETTINGS, what its endpoint
+ * allowed last time, else 100 (RFC 9113 §6.5.2 recommends no less): a
+ * stream past the real limit would only be refused. */
 static uint32_t
 h2up_room(const mg_h2up_t *h)
 {
-    uint32_t max = nghttp2_session_get_remote_settings(
-        h->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t max;
 
+    if (h->settings_seen) {
+        max = nghttp2_session_get_remote_settings(
+            h->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    } else {
+        max = h->ctx->pools[h->ep->index].h2_max_streams;
+        max = max ? max : 100;
+    }
     return mg_min(max, H2UP_STREAMS_CAP);
 }
 

@@ -407,6 +407,7 @@ client_finish_request(mg_client_t *c)
     c->bytes_sent = 0;
     c->tried = 0;
     c->attempts = 0;
+    c->refusals = 0;
     c->last_err = 0;
     c->method_len = 0;
     c->req_body_done = c->req_ck_done = c->replayable = c->no_pool = 0;
@@ -1464,10 +1465,10 @@ proxy_connect_failed(mg_client_t *c, int err)
     proxy_connect(c);
 }
 
-/* Sends the request again from the start, on a fresh connection, when all
- * of it is still at hand. MG_OK if it went. */
+/* Sends the request again from the start when all of it is still at hand;
+ * |fresh|: on a new connection. MG_OK if it went. */
 static int
-proxy_replay(mg_client_t *c)
+proxy_replay(mg_client_t *c, int fresh)
 {
     if (c->resp_seen || !c->replayable || c->uhead == NULL
         || c->attempts >= 8) {
@@ -1486,7 +1487,7 @@ proxy_replay(mg_client_t *c)
     memset(&c->req_ck, 0, sizeof(c->req_ck));
     c->req_ck_done = 0;
     c->body_scanned = 0;
-    c->no_pool = 1;
+    c->no_pool = fresh;
     c->tried = 0;
     proxy_connect(c);
     return MG_OK;
@@ -1506,7 +1507,7 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
                       || c->method_id == MG_H1_METHOD_TRACE;
 
     if (c->u != NULL && c->u->reused && safe_method
-        && proxy_replay(c) == MG_OK) {
+        && proxy_replay(c, 1) == MG_OK) {
         return;
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
@@ -3092,8 +3093,12 @@ mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
         proxy_connect_failed(c, err ? err : ECONNREFUSED);
         return;
     case MG_UP_REFUSED:
-        /* Not processed by the upstream: any method may go again. */
-        if (proxy_replay(c) == MG_OK) {
+        /* Not processed by the upstream: any method may go again, on any
+         * connection that still takes streams, and it costs no attempt. */
+        if (c->refusals++ < 16 && c->attempts > 0) {
+            c->attempts--;
+        }
+        if (proxy_replay(c, 0) == MG_OK) {
             return;
         }
         snprintf(msg, sizeof(msg), "upstream refused the stream (cluster "

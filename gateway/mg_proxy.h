@@ -77,6 +77,7 @@ struct mg_client_s {
     uint64_t bytes_sent;
     uint64_t tried;               /* endpoints tried, by position */
     unsigned attempts;
+    unsigned refusals;            /* streams the upstream refused */
     int last_err;
 
     unsigned req_keep_alive:1;    /* the client wants to keep the conn */

@@ -55,6 +55,7 @@ struct mg_upstream_pool_s {
     unsigned nidle;
     mg_h2up_t *h2;                /* HTTP/2 connections, newest first */
     unsigned nh2;
+    uint32_t h2_max_streams;      /* the peer's last MAX_CONCURRENT_STREAMS */
 };
 
 /* A non-blocking socket connecting to |ep| (|*in_progress| set when the
