@@ -28,6 +28,11 @@ package Test::Meshgate;
 # pattern_bytes. Also Test::Meshgate::Client (keep-alive client),
 # children_of, proc_title and proc_uid.
 #
+# Test::Meshgate->new(netns => NAME) runs the binary and every helper of
+# that object inside the network namespace NAME ("ip netns exec NAME"),
+# and waits for their 127.0.0.1 sockets there; netns_do(NAME, sub {...})
+# runs test code inside it (sockets made there stay there).
+#
 # Switches (environment):
 #   MESHGATE_BINARY        the binary under test; tests skip without it
 #   TEST_MESHGATE_LEAVE    keep the temp dir (its path is printed)
@@ -100,6 +105,7 @@ sub new {
         checked => 0,
         conf_files => {},      # relpath -> substituted text
         error_log => $opts{error_log},
+        netns => $opts{netns},  # run everything inside this namespace
         owner => $$,
         ndaemon => 0,
     }, $class;
@@ -131,6 +137,70 @@ sub plan {
 }
 
 sub testdir { $_[0]->{testdir} }
+sub netns { $_[0]->{netns} }
+
+# @cmd as run inside this object's network namespace, if it has one
+# (called in the forked child just before exec). "ip netns exec" execs the
+# command in place, so the PID stays the one we forked and waitpid,
+# signals and children_of work as without it. The child also gets SIGTERM
+# if the test dies without its teardown (SIGKILL), so no namespace is
+# kept busy by it.
+sub _in_netns_cmd {
+    my ($self, @cmd) = @_;
+    return @cmd unless defined $self->{netns};
+    syscall(_syscall_nr('prctl'), 1, 15);    # PR_SET_PDEATHSIG, SIGTERM
+    return ('ip', 'netns', 'exec', $self->{netns}, @cmd);
+}
+
+my %syscall_nr;
+sub _syscall_nr {
+    my ($name) = @_;
+    return $syscall_nr{$name} if $syscall_nr{$name};
+    require Config;
+    my $arch = $Config::Config{archname};
+    my %nr = (x86_64 => { setns => 308, prctl => 157 },
+        aarch64 => { setns => 268, prctl => 167 });
+    my ($which) = $arch =~ /^(x86_64|aarch64)/;
+    my $n = $which ? $nr{$which}{$name}
+        : eval qq{ package Test::Meshgate::Syscall; require 'syscall.ph';
+                   SYS_$name() };
+    die "no syscall number for $name on $arch\n" unless $n;
+    return $syscall_nr{$name} = $n;
+}
+
+sub _setns {
+    my ($fh, $what) = @_;
+    # CLONE_NEWNET: the descriptor must be a network namespace.
+    syscall(_syscall_nr('setns'), fileno($fh), 0x40000000) == 0
+        or die "setns($what): $!\n";
+}
+
+# netns_do(NAME, sub { ... }), or $t->netns_do(sub { ... }) for the
+# object's namespace: runs the code with this process inside the network
+# namespace NAME and then returns to the namespace it was in. Sockets the
+# code creates stay in NAME for their whole life. Without a namespace the
+# code just runs. Returns what the code returns (and dies if it dies).
+sub netns_do {
+    my ($ns, $code) = @_;
+    $ns = $ns->{netns} if ref $ns && ref $ns ne 'CODE';
+    return $code->() unless defined $ns;
+    my $want = wantarray;
+    open my $home, '<', '/proc/self/ns/net'
+        or die "/proc/self/ns/net: $!\n";
+    open my $there, '<', "/run/netns/$ns"
+        or die "network namespace $ns: $!\n";
+    _setns($there, $ns);
+    my @r;
+    my $ok = eval {
+        @r = $want ? $code->() : scalar $code->();
+        1;
+    };
+    my $err = $@;
+    # Not getting back would run the rest of the test in the wrong place.
+    _setns($home, 'back');
+    die $err unless $ok;
+    return $want ? @r : $r[0];
+}
 sub binary { $_[0]->{binary} }
 sub master_pid { $_[0]->{pid} }
 
@@ -298,7 +368,8 @@ sub run {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $stderr or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
-        { no warnings q(exec); exec { $cmd[0] } @cmd; }
+        my @exec = $self->_in_netns_cmd(@cmd);
+        { no warnings q(exec); exec { $exec[0] } @exec; }
         print STDERR "exec $cmd[0]: $!\n";
         POSIX::_exit(127);
     }
@@ -322,7 +393,7 @@ sub run {
 
     for my $addr ($self->listen_addrs) {
         my $left = $deadline - time;
-        until (_try_connect($addr)) {
+        until ($self->netns_do(sub { _try_connect($addr) })) {
             $fail->("exited with status " . _status_text($self->{exit_status})
                 . " while starting") unless $self->is_running;
             $fail->("$addr not accepting after ${timeout}s")
@@ -507,8 +578,8 @@ sub run_binary {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', $out or POSIX::_exit(127);
         open STDERR, '>', $err or POSIX::_exit(127);
-        { no warnings q(exec); exec { $self->{binary} } $self->{binary},
-            @args; }
+        my @exec = $self->_in_netns_cmd($self->{binary}, @args);
+        { no warnings q(exec); exec { $exec[0] } @exec; }
         POSIX::_exit(127);
     }
     my $st;
@@ -543,7 +614,8 @@ sub run_daemon {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $log or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
-        { no warnings q(exec); exec { $cmd } $cmd, @args; }
+        my @exec = $self->_in_netns_cmd($cmd, @args);
+        { no warnings q(exec); exec { $exec[0] } @exec; }
         print STDERR "exec $cmd: $!\n";
         POSIX::_exit(127);
     }
@@ -594,7 +666,7 @@ sub run_backend {
     push @args, '--verbose' if $o{verbose};
     push @args, @{$o{args}} if $o{args};
     my $pid = $self->run_daemon($^X, "$TDIR/backend/mg-backend.pl", @args);
-    waitforsocket($addr, $o{timeout} || 10)
+    $self->netns_do(sub { waitforsocket($addr, $o{timeout} || 10) })
         or die "backend on $addr did not start:\n"
             . read_file("$self->{testdir}/daemon-$self->{ndaemon}.log");
     return $pid;
@@ -637,8 +709,9 @@ EOF
     my $pid = $self->run_daemon($ng, '-p', "$d/", '-e', "$d/error.log",
         '-c', "$d/nginx.conf");
     while ($http =~ /\blisten\s+(127\.0\.0\.1:\d+)/g) {
-        waitforsocket($1, $o{timeout} || 10)
-            or die "nginx did not listen on $1:\n"
+        my $where = $1;
+        $self->netns_do(sub { waitforsocket($where, $o{timeout} || 10) })
+            or die "nginx did not listen on $where:\n"
                 . read_file("$d/error.log");
     }
     return $pid;
@@ -1148,6 +1221,130 @@ sub close {
     my ($self) = @_;
     CORE::close($self->{s}) if $self->{s};
     $self->{s} = undef;
+}
+
+###########################################################################
+# HTTP/2 upstreams and test certificates (methods of Test::Meshgate).
+#
+#   plan(skip_all => 'no python3-h2') unless Test::Meshgate::h2_python();
+#   my $pid = $t->run_h2_backend(port => 8081, h2c => 1, max_streams => 2);
+#   my @ev = $t->h2_events(8081, ev => 'stream');    # its JSON log lines
+#   $t->make_ca('ca');
+#   $t->make_cert('srv', cn => 'h2.test', san => 'DNS:h2.test', ca => 'ca');
+
+package Test::Meshgate;
+
+use JSON::PP ();
+
+# The python3 that has the h2 package (TEST_MESHGATE_PYTHON, else
+# /usr/bin/python3), or undef.
+sub h2_python {
+    my $py = $ENV{TEST_MESHGATE_PYTHON} || '/usr/bin/python3';
+    return undef unless -x $py;
+    return system($py, '-c', 'import h2.connection, hpack') == 0 ? $py
+        : undef;
+}
+
+# run_h2_backend(port => N, h2c => 1 | tls_cert => F, tls_key => F,
+# client_ca => F, alpn => 'h2', max_streams => N, goaway_after => N,
+# no_ping_ack => 1, name => NAME, args => [...]): starts
+# t/backend/h2-backend.py on 127.0.0.1:port(N), logging its events to
+# testdir/h2-backend-N.json, and waits for its "listening" line (not for a
+# TCP connect, which a TLS backend would log as a failed handshake).
+# Relative certificate paths are in the test dir. Returns its PID.
+sub run_h2_backend {
+    my ($self, %o) = @_;
+    my $num = defined $o{port} ? $o{port} : 8081;
+    my $py = h2_python() or die "no python3 with the h2 package\n";
+    my $dir = $self->{testdir};
+    my $path = sub { $_[0] =~ m{^/} ? $_[0] : "$dir/$_[0]" };
+    my $log = $self->h2_backend_log($num);
+    my @args = ('--port', port($num), '--log', $log, '--watch-parent',
+        '--name', $o{name} // "h2-$num");
+    push @args, '--h2c' if $o{h2c};
+    push @args, '--tls-cert', $path->($o{tls_cert}), '--tls-key',
+        $path->($o{tls_key}) if $o{tls_cert};
+    push @args, '--client-ca', $path->($o{client_ca}) if $o{client_ca};
+    push @args, '--alpn', $o{alpn} if defined $o{alpn};
+    push @args, '--max-streams', $o{max_streams} if $o{max_streams};
+    push @args, '--goaway-after', $o{goaway_after} if $o{goaway_after};
+    push @args, '--no-ping-ack' if $o{no_ping_ack};
+    push @args, @{$o{args}} if $o{args};
+    my $pid = $self->run_daemon($py, "$TDIR/backend/h2-backend.py", @args);
+    my $up = waitfor(sub {
+        return 1 if $self->daemon_log($pid) =~ /^listening \d+/m;
+        return -1 if waitpid($pid, WNOHANG) == $pid;
+        return 0;
+    }, $o{timeout} || 10);
+    die "h2-backend on port $num did not start:\n" . $self->daemon_log($pid)
+        unless $up && $up == 1;
+    return $pid;
+}
+
+# The event log file of the h2 backend on port(N).
+sub h2_backend_log {
+    my ($self, $num) = @_;
+    return "$self->{testdir}/h2-backend-$num.json";
+}
+
+# h2_events(N, KEY => VALUE, ...): the events the h2 backend on port(N)
+# logged so far, decoded, keeping those whose KEY equals VALUE (a Regexp
+# VALUE must match instead; KEY "path" is the :path of a stream's
+# request).
+sub h2_events {
+    my ($self, $num, %f) = @_;
+    my @ev;
+    for my $line (split /\n/, read_file($self->h2_backend_log($num))) {
+        my $e = eval { JSON::PP::decode_json($line) } or next;
+        if ($e->{headers}) {
+            for my $h (@{$e->{headers}}) {
+                $e->{path} //= $h->[1] if $h->[0] eq ':path';
+            }
+        }
+        my $keep = 1;
+        for my $k (keys %f) {
+            my $v = $e->{$k};
+            $keep = 0, last unless defined $v
+                && (ref $f{$k} eq 'Regexp' ? $v =~ $f{$k} : $v eq $f{$k});
+        }
+        push @ev, $e if $keep;
+    }
+    return @ev;
+}
+
+sub _openssl {
+    my ($self, $args) = @_;
+    my $d = $self->{testdir};
+    system("openssl $args >>$d/openssl.log 2>&1") == 0
+        or die "openssl $args failed:\n" . read_file("$d/openssl.log");
+}
+
+# make_ca(NAME, cn => CN): a self-signed P-256 CA, NAME.crt and NAME.key in
+# the test dir.
+sub make_ca {
+    my ($self, $name, %o) = @_;
+    my $d = $self->{testdir};
+    my $cn = $o{cn} // "test $name";
+    $self->_openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+        . " -nodes -subj '/CN=$cn' -days 2 -keyout $d/$name.key"
+        . " -out $d/$name.crt");
+    return "$d/$name.crt";
+}
+
+# make_cert(NAME, cn => CN, san => 'DNS:a,DNS:b', ca => CANAME): a P-256
+# certificate signed by the CA CANAME (default "ca"), NAME.crt and NAME.key
+# in the test dir.
+sub make_cert {
+    my ($self, $name, %o) = @_;
+    my $d = $self->{testdir};
+    my $ca = $o{ca} // 'ca';
+    my $ext = $o{san} ? " -addext 'subjectAltName=$o{san}'" : '';
+    $self->_openssl("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        . " -subj '/CN=$o{cn}'$ext -keyout $d/$name.key -out $d/$name.csr");
+    $self->_openssl("x509 -req -in $d/$name.csr -CA $d/$ca.crt"
+        . " -CAkey $d/$ca.key -CAcreateserial -days 2 -copy_extensions copy"
+        . " -out $d/$name.crt");
+    return "$d/$name.crt";
 }
 
 1;
