@@ -120,7 +120,7 @@ enum {
     LK_NAME, LK_LISTEN, LK_ROUTES, LK_BACKLOG, LK_MAX_REQUEST_LINE,
     LK_MAX_HEADER_SIZE, LK_MAX_HEADERS, LK_MAX_BODY_SIZE,
     LK_REQUEST_HEADER_TIMEOUT, LK_IDLE_TIMEOUT, LK_SEND_TIMEOUT,
-    LK_ACCESS_LOG, LK_TLS, LK_H2C, LK_N
+    LK_ACCESS_LOG, LK_TLS, LK_H2C, LK_PEERING, LK_PUBLIC, LK_N
 };
 
 static const conf_key_t conf_listener_keys[LK_N] = {
@@ -138,6 +138,8 @@ static const conf_key_t conf_listener_keys[LK_N] = {
     [LK_ACCESS_LOG] = CK_STR("access_log", "off"),
     [LK_TLS] = CK_GROUP("tls"),
     [LK_H2C] = CK_BOOL("h2c", 0),
+    [LK_PEERING] = CK_BOOL("peering", 0),
+    [LK_PUBLIC] = CK_BOOL("public", 0),
 };
 
 /* A listener's tls = { ... }. */
@@ -170,7 +172,7 @@ static const char *const conf_default_alpn[] = { "h2", "http/1.1" };
 enum {
     RK_DOMAINS, RK_PREFIX, RK_PATH, RK_CLUSTER, RK_DIRECT_RESPONSE,
     RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_REQUIRE_CLIENT_CERT,
-    RK_GZIP, RK_N
+    RK_GZIP, RK_INTERNAL, RK_N
 };
 
 static const conf_key_t conf_route_keys[RK_N] = {
@@ -186,6 +188,7 @@ static const conf_key_t conf_route_keys[RK_N] = {
                      NULL },
     [RK_REQUIRE_CLIENT_CERT] = CK_BOOL("require_client_cert", 0),
     [RK_GZIP] = CK_GROUP("gzip"),
+    [RK_INTERNAL] = CK_BOOL("internal", 0),
 };
 
 enum { DK_STATUS, DK_BODY, DK_CONTENT_TYPE, DK_N };
@@ -208,7 +211,7 @@ static const conf_key_t conf_redirect_keys[XK_N] = {
 enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
     CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_KEEPALIVE_INTERVAL,
-    CK_KEEPALIVE_TIMEOUT, CK_N
+    CK_KEEPALIVE_TIMEOUT, CK_OUT_OF_ZONE, CK_HEALTH_CHECK, CK_RETRY, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -225,6 +228,57 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_KEEPALIVE_INTERVAL] = { "keepalive_interval", CONF_NUM, CONF_BOUNDS, 0,
                                 CONF_MAX_SECONDS, 30, NULL },
     [CK_KEEPALIVE_TIMEOUT] = CK_SECS("keepalive_timeout", 10),
+    [CK_OUT_OF_ZONE] = CK_STRS("out_of_zone"),
+    [CK_HEALTH_CHECK] = CK_GROUP("health_check"),
+    [CK_RETRY] = CK_GROUP("retry"),
+};
+
+/* health_check = { ... } of a cluster or region. */
+enum {
+    HK_TYPE, HK_PATH, HK_HOST, HK_STATUSES, HK_INTERVAL, HK_TIMEOUT,
+    HK_JITTER, HK_HEALTHY, HK_UNHEALTHY, HK_N
+};
+
+static const conf_key_t conf_health_keys[HK_N] = {
+    [HK_TYPE] = CK_STR("type", "http"),
+    [HK_PATH] = CK_STR("path", "/healthz"),
+    [HK_HOST] = CK_STR("host", NULL),
+    [HK_STATUSES] = CK_STRS("statuses"),
+    [HK_INTERVAL] = CK_SECS("interval", 5),
+    [HK_TIMEOUT] = CK_SECS("timeout", 1),
+    [HK_JITTER] = { "jitter", CONF_NUM, CONF_BOUNDS, 0, CONF_MAX_SECONDS, 0,
+                    NULL },
+    [HK_HEALTHY] = CK_INT("healthy_threshold", 1, 100, 2),
+    [HK_UNHEALTHY] = CK_INT("unhealthy_threshold", 1, 100, 3),
+};
+
+/* retry = { ... } of a cluster. */
+enum {
+    YK_ON, YK_STATUSES, YK_ATTEMPTS, YK_PER_TRY_TIMEOUT, YK_BACKOFF,
+    YK_MAX_BACKOFF, YK_BUDGET, YK_N
+};
+
+static const conf_key_t conf_retry_keys[YK_N] = {
+    [YK_ON] = CK_STRS("on"),
+    [YK_STATUSES] = CK_STRS("statuses"),
+    [YK_ATTEMPTS] = CK_INT("attempts", 1, 10, 3),
+    [YK_PER_TRY_TIMEOUT] = { "per_try_timeout", CONF_NUM, CONF_BOUNDS, 0,
+                             CONF_MAX_SECONDS, 0, NULL },
+    [YK_BACKOFF] = { "backoff", CONF_NUM, CONF_BOUNDS, 0, 60, 0.025, NULL },
+    [YK_MAX_BACKOFF] = { "max_backoff", CONF_NUM, CONF_BOUNDS, 0, 600, 0.25,
+                         NULL },
+    [YK_BUDGET] = { "budget", CONF_NUM, CONF_BOUNDS, 0, 1, 0.2, NULL },
+};
+
+/* regions = ( { ... } ): the front proxies of other regions. */
+enum { NK_NAME, NK_FRONT_PROXY, NK_PROTOCOL, NK_TLS, NK_HEALTH_CHECK, NK_N };
+
+static const conf_key_t conf_region_keys[NK_N] = {
+    [NK_NAME] = CK_STR_REQ("name"),
+    [NK_FRONT_PROXY] = CK_STR_REQ("front_proxy"),
+    [NK_PROTOCOL] = CK_STR("protocol", NULL),
+    [NK_TLS] = CK_GROUP("tls"),
+    [NK_HEALTH_CHECK] = CK_GROUP("health_check"),
 };
 
 /* A cluster's tls = { ... }: how we talk TLS to its endpoints. */
@@ -294,6 +348,8 @@ typedef struct conf_ctx_s {
     const config_setting_t *admin;
     conf_vec_t listener_s;            /* config_setting_t * of each */
     conf_vec_t cluster_s;
+    conf_vec_t region_s;
+    conf_vec_t ooz;                   /* conf_ooz_t *: out_of_zone names */
     conf_vec_t table_s;               /* every "name = ( ... )" in routes */
 
     conf_vec_t routes;                /* conf_route_t * */
@@ -997,12 +1053,15 @@ conf_sections(conf_ctx_t *ctx)
                 vec = &ctx->listener_s;
             } else if (strcmp(name, "clusters") == 0) {
                 vec = &ctx->cluster_s;
+            } else if (strcmp(name, "regions") == 0) {
+                vec = &ctx->region_s;
             } else if (strcmp(name, "routes") == 0) {
                 vec = &ctx->table_s;
             } else {
                 conf_error(ctx, m,
                            "unknown key \"%s\" at top level (sections are "
-                           "gateway, admin, listeners, routes and clusters)",
+                           "gateway, admin, regions, listeners, routes and "
+                           "clusters)",
                            name);
                 continue;
             }
@@ -1396,6 +1455,20 @@ conf_parse_listeners(conf_ctx_t *ctx)
                        "h2c = true (cleartext HTTP/2) cannot be used with "
                        "tls; a TLS listener offers HTTP/2 through alpn");
         }
+        l->public = v[LK_PUBLIC].i != 0;
+        l->peering = v[LK_PEERING].i != 0;
+        if (l->peering && (v[LK_TLS].s == NULL
+                           || (l->tls != NULL
+                               && l->tls_verify != MG_TLS_VERIFY_REQUIRED))) {
+            /* Only front proxies holding a mesh certificate may get in. */
+            conf_error(ctx, v[LK_PEERING].s,
+                       "peering = true needs tls with client_ca and "
+                       "verify_client = \"required\"");
+        }
+        if (l->peering && l->public) {
+            conf_error(ctx, v[LK_PUBLIC].s,
+                       "a listener cannot be both peering and public");
+        }
         l->file = conf_file(ctx, s);
         l->line = conf_line(s);
     }
@@ -1721,6 +1794,7 @@ conf_parse_route(conf_ctx_t *ctx, const char *table, const config_setting_t *s)
     }
     r->timeout = v[RK_TIMEOUT].num;
     r->require_client_cert = v[RK_REQUIRE_CLIENT_CERT].i != 0;
+    r->internal = v[RK_INTERNAL].i != 0;
     if (v[RK_GZIP].s != NULL && conf_parse_gzip(ctx, v[RK_GZIP].s, r) != MG_OK) {
         rc = MG_ERROR;
     }
@@ -1785,9 +1859,11 @@ conf_parse_endpoint(conf_ctx_t *ctx, const config_setting_t *s,
 
 /* A cluster's tls group: builds cl->tls (the SSL_CTX of connections to
  * its endpoints). cl->protocol is known. */
-static void
-conf_parse_cluster_tls(conf_ctx_t *ctx, mg_cluster_conf_t *cl,
-                       const config_setting_t *g)
+/* A client TLS context from a cluster's or region's tls group; ALPN offers
+ * h2 for |protocol| MG_PROTO_H2. NULL after an error. */
+static void *
+conf_client_tls(conf_ctx_t *ctx, const config_setting_t *g, unsigned protocol,
+                const char **sni)
 {
     conf_tls_report_t rep = { ctx, g };
     mg_tls_client_conf_t tc;
@@ -1795,9 +1871,9 @@ conf_parse_cluster_tls(conf_ctx_t *ctx, mg_cluster_conf_t *cl,
     const char *why;
     int rc;
 
-    rc = conf_group(ctx, g, "cluster tls", conf_cluster_tls_keys, UK_N, v);
+    rc = conf_group(ctx, g, "tls", conf_cluster_tls_keys, UK_N, v);
     if (!config_setting_is_group(g)) {
-        return;
+        return NULL;
     }
     memset(&tc, 0, sizeof(tc));
     if (conf_tls_common(ctx, &tc.common, &v[UK_PROTOCOLS], &v[UK_CIPHERS],
@@ -1828,16 +1904,263 @@ conf_parse_cluster_tls(conf_ctx_t *ctx, mg_cluster_conf_t *cl,
             rc = MG_ERROR;
         }
     }
-    cl->tls_sni = tc.sni;
+    *sni = tc.sni;
     tc.verify = v[UK_VERIFY].i != 0;
-    tc.h2 = cl->protocol == MG_PROTO_H2;
+    tc.h2 = protocol == MG_PROTO_H2;
     tc.on_error = conf_tls_error;
     tc.data = &rep;
     if (rc != MG_OK) {
+        return NULL;
+    }
+    return mg_tls_client_create(ctx->pool, &tc);
+}
+
+
+/* Status sets: [ "200-399", "404" ] into bits; MG_OK or MG_ERROR. */
+static int
+conf_statuses(conf_ctx_t *ctx, const config_setting_t *s, uint64_t bits[10])
+{
+    const config_setting_t *e;
+    const char *str;
+    char *end;
+    long lo, hi, k;
+    int i, n = config_setting_length(s), rc = MG_OK;
+
+    memset(bits, 0, 10 * sizeof(uint64_t));
+    if (n == 0) {
+        conf_error(ctx, s, "statuses must not be empty");
+        return MG_ERROR;
+    }
+    for (i = 0; i < n; i++) {
+        e = config_setting_get_elem(s, i);
+        str = config_setting_get_string(e);
+        lo = strtol(str, &end, 10);
+        hi = lo;
+        if (*end == '-') {
+            hi = strtol(end + 1, &end, 10);
+        }
+        if (*end != '\0' || end == str || lo < 100 || hi > 599 || lo > hi) {
+            conf_error(ctx, e, "status \"%s\" must be a code (100..599) or a "
+                       "range \"200-299\"", str);
+            rc = MG_ERROR;
+            continue;
+        }
+        for (k = lo; k <= hi; k++) {
+            bits[k / 64] |= (uint64_t)1 << (k % 64);
+        }
+    }
+    return rc;
+}
+
+static const mg_health_check_conf_t *
+conf_parse_health(conf_ctx_t *ctx, const config_setting_t *g)
+{
+    mg_health_check_conf_t *hc;
+    conf_val_t v[HK_N];
+    long k;
+
+    conf_group(ctx, g, "health_check", conf_health_keys, HK_N, v);
+    if (!config_setting_is_group(g)) {
+        return NULL;
+    }
+    hc = conf_alloc(ctx->pool, sizeof(*hc));
+    if (strcmp(v[HK_TYPE].str, "http") == 0) {
+        hc->type = MG_HC_HTTP;
+    } else if (strcmp(v[HK_TYPE].str, "tcp") == 0) {
+        hc->type = MG_HC_TCP;
+    } else {
+        conf_error(ctx, v[HK_TYPE].s, "health_check type must be \"http\" "
+                   "or \"tcp\"");
+    }
+    hc->path = v[HK_PATH].str;
+    if (hc->path[0] != '/' || strpbrk(hc->path, " \t\r\n") != NULL) {
+        conf_error(ctx, v[HK_PATH].s, "health_check path must start with "
+                   "'/' and hold no spaces or line breaks");
+    }
+    hc->host = v[HK_HOST].str;
+    if (hc->host != NULL
+        && (hc->host[0] == '\0' || strpbrk(hc->host, " \t\r\n") != NULL)) {
+        /* Sent as the Host field: nothing that could end the line. */
+        conf_error(ctx, v[HK_HOST].s, "health_check host \"%s\" is not a "
+                   "host name", hc->host);
+    }
+    if (v[HK_STATUSES].s != NULL) {
+        (void)conf_statuses(ctx, v[HK_STATUSES].s, hc->statuses);
+    } else {
+        for (k = 200; k < 400; k++) {
+            hc->statuses[k / 64] |= (uint64_t)1 << (k % 64);
+        }
+    }
+    hc->interval = v[HK_INTERVAL].num;
+    hc->timeout = v[HK_TIMEOUT].num;
+    hc->jitter = v[HK_JITTER].num;
+    hc->healthy_threshold = (unsigned)v[HK_HEALTHY].i;
+    hc->unhealthy_threshold = (unsigned)v[HK_UNHEALTHY].i;
+    if (hc->timeout > hc->interval) {
+        conf_error(ctx, v[HK_TIMEOUT].s ? v[HK_TIMEOUT].s : g,
+                   "health_check timeout (%.3g s) must not exceed its "
+                   "interval (%.3g s)", hc->timeout, hc->interval);
+    }
+    return hc;
+}
+
+/* Retries when the cluster says nothing: a connection that failed, or a
+ * stream the upstream refused, went nowhere and is safe to try again. */
+static void
+conf_retry_defaults(mg_retry_conf_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->on = MG_RETRY_CONNECT_FAILURE | MG_RETRY_REFUSED_STREAM;
+    r->attempts = (unsigned)conf_retry_keys[YK_ATTEMPTS].dnum;
+    r->backoff = conf_retry_keys[YK_BACKOFF].dnum;
+    r->max_backoff = conf_retry_keys[YK_MAX_BACKOFF].dnum;
+    r->budget = conf_retry_keys[YK_BUDGET].dnum;
+}
+
+static void
+conf_parse_retry(conf_ctx_t *ctx, const config_setting_t *g,
+                 mg_retry_conf_t *r)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {
+        { "connect-failure", MG_RETRY_CONNECT_FAILURE },
+        { "refused-stream", MG_RETRY_REFUSED_STREAM },
+        { "reset", MG_RETRY_RESET },
+        { "5xx", MG_RETRY_5XX },
+        { "gateway-error", MG_RETRY_GATEWAY_ERROR },
+        { "retriable-status", MG_RETRY_RETRIABLE_STATUS },
+    };
+    conf_val_t v[YK_N];
+    const config_setting_t *e;
+    const char *str;
+    int i, n;
+    size_t k;
+
+    conf_retry_defaults(r);
+    conf_group(ctx, g, "retry", conf_retry_keys, YK_N, v);
+    if (!config_setting_is_group(g)) {
         return;
     }
-    cl->tls = mg_tls_client_create(ctx->pool, &tc);
+    if (v[YK_ON].s != NULL) {
+        r->on = 0;
+        n = config_setting_length(v[YK_ON].s);
+        for (i = 0; i < n; i++) {
+            e = config_setting_get_elem(v[YK_ON].s, i);
+            str = config_setting_get_string(e);
+            for (k = 0; k < mg_countof(names); k++) {
+                if (strcmp(str, names[k].name) == 0) {
+                    r->on |= names[k].bit;
+                    break;
+                }
+            }
+            if (k == mg_countof(names)) {
+                conf_error(ctx, e, "retry on \"%s\": must be one of "
+                           "connect-failure, refused-stream, reset, 5xx, "
+                           "gateway-error, retriable-status", str);
+            }
+        }
+    }
+    if (v[YK_STATUSES].s != NULL) {
+        (void)conf_statuses(ctx, v[YK_STATUSES].s, r->statuses);
+    } else if (r->on & MG_RETRY_RETRIABLE_STATUS) {
+        conf_error(ctx, v[YK_ON].s, "retry on \"retriable-status\" needs "
+                   "statuses");
+    }
+    r->attempts = (unsigned)v[YK_ATTEMPTS].i;
+    r->per_try_timeout = v[YK_PER_TRY_TIMEOUT].num;
+    r->backoff = v[YK_BACKOFF].num;
+    r->max_backoff = v[YK_MAX_BACKOFF].num;
+    r->budget = v[YK_BUDGET].num;
 }
+
+/* The protocol key of a cluster or region; |def| when absent. */
+static unsigned
+conf_protocol(conf_ctx_t *ctx, const conf_val_t *v, unsigned def)
+{
+    const char *proto = v->str;
+
+    if (proto == NULL) {
+        return def;
+    }
+    if (strcmp(proto, "h2") == 0) {
+        return MG_PROTO_H2;
+    }
+    if (strcmp(proto, "h2c") == 0) {
+        return MG_PROTO_H2C;
+    }
+    if (strcmp(proto, "http/1.1") != 0) {
+        conf_error(ctx, v->s, "key \"protocol\" must be one of "
+                   "\"http/1.1\", \"h2\", \"h2c\"");
+    }
+    return MG_PROTO_HTTP1;
+}
+
+static void
+conf_parse_regions(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    const config_setting_t *s;
+    mg_region_conf_t *r;
+    conf_val_t v[NK_N];
+    const char *reason;
+    unsigned i, n = ctx->region_s.n;
+    int hostname;
+
+    snap->regions = conf_alloc(ctx->pool, (n ? n : 1) * sizeof(*r));
+    for (i = 0; i < n; i++) {
+        s = ctx->region_s.items[i];
+        conf_group(ctx, s, "region", conf_region_keys, NK_N, v);
+        if (!config_setting_is_group(s)) {
+            continue;
+        }
+        r = &snap->regions[snap->nregions++];
+        r->name = v[NK_NAME].str;
+        r->file = conf_file(ctx, s);
+        r->line = conf_line(s);
+        if (r->name != NULL && !conf_name_ok(r->name)) {
+            conf_error(ctx, v[NK_NAME].s, "region \"%s\" may only contain "
+                       "letters, digits, '_', '.' and '-'", r->name);
+        }
+        r->front_proxy = v[NK_FRONT_PROXY].str;
+        if (r->front_proxy != NULL) {
+            reason = conf_addr(r->front_proxy, &r->addr, &r->addrlen,
+                               &hostname);
+            if (hostname) {
+                conf_error(ctx, v[NK_FRONT_PROXY].s,
+                           "front_proxy %s: host names are not supported "
+                           "yet, use an IP address", r->front_proxy);
+            } else if (reason != NULL || r->front_proxy[0] == '*') {
+                conf_error(ctx, v[NK_FRONT_PROXY].s,
+                           "bad front_proxy \"%s\": %s", r->front_proxy,
+                           reason ? reason : "it needs a host");
+            }
+        }
+        r->protocol = conf_protocol(ctx, &v[NK_PROTOCOL],
+                                    v[NK_TLS].s ? MG_PROTO_H2 : MG_PROTO_H2C);
+        if (r->protocol == MG_PROTO_H2 && v[NK_TLS].s == NULL) {
+            conf_error(ctx, v[NK_PROTOCOL].s ? v[NK_PROTOCOL].s : s,
+                       "protocol \"h2\" needs tls");
+        } else if (r->protocol == MG_PROTO_H2C && v[NK_TLS].s != NULL) {
+            conf_error(ctx, v[NK_PROTOCOL].s, "protocol \"h2c\" is "
+                       "cleartext HTTP/2; use \"h2\" with tls");
+        }
+        if (v[NK_TLS].s != NULL) {
+            r->tls = conf_client_tls(ctx, v[NK_TLS].s, r->protocol,
+                                     &r->tls_sni);
+        }
+        if (v[NK_HEALTH_CHECK].s != NULL) {
+            r->health_check = conf_parse_health(ctx, v[NK_HEALTH_CHECK].s);
+        }
+    }
+}
+
+/* A cluster's out_of_zone names, until the regions are known. */
+typedef struct conf_ooz_s {
+    mg_cluster_conf_t *cl;
+    const config_setting_t *s;
+} conf_ooz_t;
 
 static void
 conf_parse_clusters(conf_ctx_t *ctx)
@@ -1882,6 +2205,21 @@ conf_parse_clusters(conf_ctx_t *ctx)
         cl->max_idle = (unsigned)v[CK_MAX_IDLE].i;
         cl->keepalive_interval = v[CK_KEEPALIVE_INTERVAL].num;
         cl->keepalive_timeout = v[CK_KEEPALIVE_TIMEOUT].num;
+        if (v[CK_HEALTH_CHECK].s != NULL) {
+            cl->health_check = conf_parse_health(ctx, v[CK_HEALTH_CHECK].s);
+        }
+        if (v[CK_RETRY].s != NULL) {
+            conf_parse_retry(ctx, v[CK_RETRY].s, &cl->retry);
+        } else {
+            conf_retry_defaults(&cl->retry);
+        }
+        if (v[CK_OUT_OF_ZONE].s != NULL) {
+            conf_ooz_t *o = conf_alloc(ctx->tmp, sizeof(*o));
+
+            o->cl = cl;
+            o->s = v[CK_OUT_OF_ZONE].s;
+            conf_vec_push(ctx, &ctx->ooz, o);
+        }
 
         proto = v[CK_PROTOCOL].str;
         cl->protocol = MG_PROTO_HTTP1;
@@ -1905,7 +2243,8 @@ conf_parse_clusters(conf_ctx_t *ctx)
                        "\"h2\", \"h2c\"");
         }
         if (v[CK_TLS].s != NULL) {
-            conf_parse_cluster_tls(ctx, cl, v[CK_TLS].s);
+            cl->tls = conf_client_tls(ctx, v[CK_TLS].s, cl->protocol,
+                                      &cl->tls_sni);
         }
 
         cl->priorities = conf_alloc(ctx->pool, sizeof(mg_priority_t));
@@ -2099,6 +2438,88 @@ conf_validate_clusters(conf_ctx_t *ctx)
     }
 }
 
+
+static const mg_region_conf_t *
+conf_find_region(const mg_snapshot_t *snap, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; i < snap->nregions; i++) {
+        if (snap->regions[i].name != NULL
+            && strcmp(snap->regions[i].name, name) == 0) {
+            return &snap->regions[i];
+        }
+    }
+    return NULL;
+}
+
+/* Region names, and each cluster's out_of_zone: one priority level per
+ * region, in the order given, after the local endpoints. */
+static void
+conf_validate_regions(conf_ctx_t *ctx)
+{
+    mg_snapshot_t *snap = ctx->snap;
+    const mg_region_conf_t *r, *found;
+    mg_priority_t *levels;
+    conf_ooz_t *o;
+    const config_setting_t *e;
+    const char *name;
+    unsigned i, j, n;
+
+    for (i = 0; i < snap->nregions; i++) {
+        r = &snap->regions[i];
+        if (r->name == NULL) {
+            continue;
+        }
+        if (strcmp(r->name, snap->gateway.region) == 0) {
+            conf_error_at(ctx, r->file, r->line, "region \"%s\" is this "
+                          "gateway's own region (gateway.region)", r->name);
+        }
+        for (j = 0; j < i; j++) {
+            if (snap->regions[j].name != NULL
+                && strcmp(snap->regions[j].name, r->name) == 0) {
+                conf_error_at(ctx, r->file, r->line, "duplicate region "
+                              "\"%s\", first defined at %s:%d", r->name,
+                              snap->regions[j].file, snap->regions[j].line);
+                break;
+            }
+        }
+    }
+    for (i = 0; i < ctx->ooz.n; i++) {
+        o = ctx->ooz.items[i];
+        n = (unsigned)config_setting_length(o->s);
+        levels = conf_alloc(ctx->pool, (n + 1) * sizeof(*levels));
+        levels[0] = o->cl->priorities[0];
+        o->cl->priorities = levels;
+        o->cl->npriorities = 1;
+        for (j = 0; j < n; j++) {
+            e = config_setting_get_elem(o->s, j);
+            name = config_setting_get_string(e);
+            found = conf_find_region(snap, name);
+            if (found == NULL) {
+                conf_error(ctx, e, "cluster \"%s\": out_of_zone region "
+                           "\"%s\" is not defined in regions",
+                           o->cl->name ? o->cl->name : "(unnamed)", name);
+                continue;
+            }
+            levels[o->cl->npriorities].region = found;
+            o->cl->npriorities++;
+        }
+        for (j = 1; j < o->cl->npriorities; j++) {
+            unsigned k;
+
+            for (k = 1; k < j; k++) {
+                if (levels[k].region == levels[j].region) {
+                    conf_error(ctx, o->s, "cluster \"%s\": region \"%s\" is "
+                               "listed twice in out_of_zone",
+                               o->cl->name ? o->cl->name : "(unnamed)",
+                               levels[j].region->name);
+                }
+            }
+        }
+    }
+}
+
 static void
 conf_validate_routes(conf_ctx_t *ctx)
 {
@@ -2215,6 +2636,8 @@ conf_build_clusters(conf_ctx_t *ctx)
     mg_snapshot_t *snap = ctx->snap;
     mg_cluster_conf_t *cl;
     mg_priority_t *pr;
+    mg_endpoint_conf_t *ep;
+    const mg_region_conf_t *r;
     unsigned i, p, j;
 
     for (i = 0; i < snap->nclusters; i++) {
@@ -2222,11 +2645,54 @@ conf_build_clusters(conf_ctx_t *ctx)
         cl->index = i;
         for (p = 0; p < cl->npriorities; p++) {
             pr = &cl->priorities[p];
+            r = pr->region;
+            if (r != NULL) {
+                /* The level of a region: its front proxy alone. */
+                pr->endpoints = conf_alloc(ctx->pool, sizeof(*ep));
+                pr->nendpoints = 1;
+                ep = &pr->endpoints[0];
+                ep->address = r->front_proxy;
+                ep->addr = r->addr;
+                ep->addrlen = r->addrlen;
+                ep->weight = 1;
+                ep->zone = "";
+                ep->region = r;
+            }
             pr->total_weight = 0;
             for (j = 0; j < pr->nendpoints; j++) {
-                pr->endpoints[j].index = snap->nendpoints++;
-                pr->endpoints[j].cluster = cl;
-                pr->total_weight += pr->endpoints[j].weight;
+                ep = &pr->endpoints[j];
+                ep->index = snap->nendpoints++;
+                ep->cluster = cl;
+                ep->priority = p;
+                ep->pos = cl->nendpoints++;
+                if (r != NULL) {
+                    ep->protocol = r->protocol;
+                    ep->tls = r->tls;
+                    ep->tls_sni = r->tls_sni;
+                    ep->health_check = r->health_check;
+                } else {
+                    ep->protocol = cl->protocol;
+                    ep->tls = cl->tls;
+                    ep->tls_sni = cl->tls_sni;
+                    ep->health_check = cl->health_check;
+                }
+                pr->total_weight += ep->weight;
+            }
+        }
+    }
+    /* Local endpoints have a pool each; every cluster reaches a region
+     * through the one pool of that region. */
+    for (i = 0; i < snap->nregions; i++) {
+        snap->regions[i].pool = snap->nendpoints + i;
+    }
+    snap->npools = snap->nendpoints + snap->nregions;
+    for (i = 0; i < snap->nclusters; i++) {
+        cl = &snap->clusters[i];
+        for (p = 0; p < cl->npriorities; p++) {
+            pr = &cl->priorities[p];
+            for (j = 0; j < pr->nendpoints; j++) {
+                ep = &pr->endpoints[j];
+                ep->pool = ep->region ? ep->region->pool : ep->index;
             }
         }
     }
@@ -2280,11 +2746,13 @@ mg_conf_load(const char *path, mg_conf_errors_t *errs)
         conf_sections(&ctx);
         conf_parse_gateway(&ctx);
         conf_parse_admin(&ctx);
+        conf_parse_regions(&ctx);
         conf_parse_clusters(&ctx);
         conf_parse_routes(&ctx);
         conf_parse_listeners(&ctx);
 
         conf_validate_clusters(&ctx);
+        conf_validate_regions(&ctx);
         conf_validate_routes(&ctx);
         conf_validate_listeners(&ctx);
 

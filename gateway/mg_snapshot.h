@@ -20,6 +20,65 @@ enum {
     MG_LB_LEAST_REQUEST
 };
 
+/* Active health checking of a cluster's endpoints or a region's front
+ * proxy, run by the control process. */
+enum {
+    MG_HC_HTTP = 1,               /* GET path, status in the expected set */
+    MG_HC_TCP                     /* connect (and TLS handshake) succeeds */
+};
+
+typedef struct mg_health_check_conf_s {
+    unsigned type;                /* MG_HC_* */
+    const char *path;             /* default "/healthz" */
+    const char *host;             /* Host sent; NULL = the cluster name */
+    uint64_t statuses[10];        /* bit s%64 of word s/64: status s is ok;
+                                   * default 200..399 */
+    double interval;              /* default 5 s */
+    double timeout;               /* default 1 s */
+    double jitter;                /* up to this much added, default 0 */
+    unsigned healthy_threshold;   /* passes to become healthy, default 2 */
+    unsigned unhealthy_threshold; /* failures to become unhealthy, 3 */
+} mg_health_check_conf_t;
+
+/* When a failed attempt is tried again (bits of mg_retry_conf_t.on). */
+enum {
+    MG_RETRY_CONNECT_FAILURE = 1 << 0,
+    MG_RETRY_REFUSED_STREAM = 1 << 1,
+    MG_RETRY_RESET = 1 << 2,
+    MG_RETRY_5XX = 1 << 3,
+    MG_RETRY_GATEWAY_ERROR = 1 << 4,   /* 502, 503, 504 */
+    MG_RETRY_RETRIABLE_STATUS = 1 << 5 /* the codes in |statuses| */
+};
+
+typedef struct mg_retry_conf_s {
+    unsigned on;                  /* MG_RETRY_*; default connect-failure,
+                                   * refused-stream */
+    uint64_t statuses[10];        /* retriable-status codes, as above */
+    unsigned attempts;            /* tries in all, first included; default 3 */
+    double per_try_timeout;       /* 0 = the response timeout only */
+    double backoff;               /* base delay between tries, 0.025 s */
+    double max_backoff;           /* cap, 0.25 s */
+    double budget;                /* retries at most this fraction of the
+                                   * cluster's active requests, 0.2 (and
+                                   * 3 at any time) */
+} mg_retry_conf_t;
+
+/* Another region, reached through its front proxy. */
+typedef struct mg_region_conf_s {
+    const char *name;
+    const char *front_proxy;      /* "host:port" as configured */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned protocol;            /* MG_PROTO_*, default h2 (h2c without
+                                   * tls) */
+    void *tls;                    /* SSL_CTX *, or NULL */
+    const char *tls_sni;
+    const mg_health_check_conf_t *health_check;
+    unsigned pool;                /* upstream pool shared by every cluster */
+    const char *file;
+    int line;
+} mg_region_conf_t;
+
 struct mg_endpoint_conf_s {
     const char *address;          /* as configured, for logs: "host:port" */
     struct sockaddr_storage addr;
@@ -27,15 +86,26 @@ struct mg_endpoint_conf_s {
     unsigned weight;              /* >= 1 */
     const char *zone;             /* "" when not set */
     unsigned index;               /* 0..snap->nendpoints-1, across clusters */
+    unsigned pool;                /* its upstream pool: its own, or the one
+                                   * of its region */
+    unsigned priority;            /* its level in the cluster */
+    unsigned pos;                 /* position in the cluster, all levels */
+    unsigned protocol;            /* MG_PROTO_*: the cluster's or region's */
+    void *tls;                    /* SSL_CTX * to reach it, or NULL */
+    const char *tls_sni;
+    const mg_region_conf_t *region; /* a remote front proxy; NULL = local */
+    const mg_health_check_conf_t *health_check; /* NULL: not checked */
+    unsigned health_slot;         /* its entry in shared memory (mg_shm) */
     const mg_cluster_conf_t *cluster;
 };
 
-/* One priority level of a cluster. Level 0 holds the local endpoints; the
- * multi-region work adds one level per remote region after it. */
+/* One priority level of a cluster. Level 0 holds the local endpoints; then
+ * one level per region of out_of_zone, in order, holding its front proxy. */
 typedef struct mg_priority_s {
     mg_endpoint_conf_t *endpoints;
     unsigned nendpoints;
     unsigned total_weight;
+    const mg_region_conf_t *region; /* NULL for level 0 */
 } mg_priority_t;
 
 struct mg_cluster_conf_s {
@@ -56,6 +126,9 @@ struct mg_cluster_conf_s {
     void *tls;                    /* SSL_CTX * for TLS to the endpoints, or
                                    * NULL for cleartext */
     const char *tls_sni;          /* server name sent, NULL = none */
+    const mg_health_check_conf_t *health_check; /* NULL: none */
+    mg_retry_conf_t retry;
+    unsigned nendpoints;          /* across its levels */
     const char *file;             /* where it was defined */
     int line;
 };
@@ -87,6 +160,7 @@ struct mg_route_s {
     unsigned allow_connect:1;     /* CONNECT may open a tunnel */
     unsigned require_client_cert:1; /* 403 without a verified client
                                      * certificate */
+    unsigned internal:1;          /* never served on a public listener */
     mg_str_t path;                /* the prefix or exact path */
     const mg_cluster_conf_t *cluster;  /* MG_ROUTE_CLUSTER */
     double timeout;               /* whole response; 0 = cluster's */
@@ -122,6 +196,9 @@ struct mg_listener_conf_s {
     unsigned tls_verify;          /* MG_TLS_VERIFY_* */
     unsigned h2:1;                /* HTTP/2 offered (ALPN h2 on TLS) */
     unsigned h2c:1;               /* cleartext HTTP/2 by prior knowledge */
+    unsigned peering:1;           /* other regions' front proxies: served
+                                   * from local endpoints only */
+    unsigned public:1;            /* internet-facing: no internal routes */
     const char *file;
     int line;
 };
@@ -149,6 +226,9 @@ struct mg_snapshot_s {
     mg_cluster_conf_t *clusters;
     unsigned nclusters;
     unsigned nendpoints;          /* across all clusters and priorities */
+    mg_region_conf_t *regions;
+    unsigned nregions;
+    unsigned npools;              /* upstream pools: endpoints + regions */
 };
 
 #endif /* MG_SNAPSHOT_H */

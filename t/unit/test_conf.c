@@ -713,6 +713,131 @@ test_parse_addr(void)
     is_int(mg_conf_parse_addr("", &ss, &len), MG_ERROR, "empty string");
 }
 
+/* Regions, out_of_zone, peering and public listeners, health checks and
+ * retries: the snapshot they build, and their mistakes. */
+#define R_HEAD                                                              \
+    "gateway = { region = \"a\"; };\n"                          /* 1 */     \
+    "regions = ( { name = \"b\"; front_proxy = \"10.0.0.2:8443\"; },\n"     \
+    "            { name = \"c\"; front_proxy = \"10.0.0.3:8443\"; } );\n"   \
+    BASE_LISTENER BASE_ROUTES                                   /* 4-7 */
+
+static void
+test_regions(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    const mg_cluster_conf_t *cl;
+    const mg_endpoint_conf_t *b, *b2;
+
+    snap = mg_conf_load(write_file(new_dir(), "main.conf",
+        R_HEAD
+        "clusters = ( { name = \"c\"; out_of_zone = [ \"c\", \"b\" ];\n"
+        "  health_check = { path = \"/hz\"; interval = 2.0; timeout = 0.5;\n"
+        "                   statuses = [ \"200\", \"204-206\" ]; };\n"
+        "  retry = { on = [ \"5xx\", \"reset\" ]; attempts = 4; };\n"
+        "  endpoints = ( { address = \"127.0.0.1:9000\"; zone = \"a1\"; },\n"
+        "                { address = \"127.0.0.1:9001\"; } ); },\n"
+        "  { name = \"d\"; out_of_zone = [ \"b\" ];\n"
+        "    endpoints = ( { address = \"127.0.0.1:9002\"; } ); } );\n"),
+        &errs);
+    ok(snap != NULL && errs.n == 0, "regions and out_of_zone load");
+    if (snap == NULL) {
+        return;
+    }
+    cl = &snap->clusters[0];
+    is_int(cl->npriorities, 3, "local level, then one per region");
+    ok(cl->priorities[1].region == &snap->regions[1]
+       && cl->priorities[2].region == &snap->regions[0],
+       "levels follow out_of_zone's order (c, then b)");
+    b = &cl->priorities[2].endpoints[0];
+    b2 = &snap->clusters[1].priorities[1].endpoints[0];
+    ok(b->region != NULL && strcmp(b->address, "10.0.0.2:8443") == 0
+       && b->protocol == MG_PROTO_H2C && b->priority == 2 && b->pos == 3,
+       "a region's level holds its front proxy (h2c without tls)");
+    ok(b->pool == b2->pool && b->pool == snap->regions[0].pool
+       && b->index != b2->index,
+       "every cluster reaches a region through one pool");
+    ok(cl->priorities[0].endpoints[0].pool
+           != cl->priorities[0].endpoints[1].pool,
+       "local endpoints have a pool each");
+    is_int(snap->npools, snap->nendpoints + 2, "pools: endpoints + regions");
+    ok(cl->health_check != NULL
+       && cl->priorities[0].endpoints[0].health_check == cl->health_check
+       && b->health_check == NULL,
+       "the cluster's health check applies to its local endpoints only");
+    ok(cl->health_check->statuses[200 / 64] & ((uint64_t)1 << (200 % 64))
+       && cl->health_check->statuses[205 / 64] & ((uint64_t)1 << (205 % 64))
+       && !(cl->health_check->statuses[201 / 64]
+            & ((uint64_t)1 << (201 % 64))),
+       "health statuses: codes and ranges");
+    ok(cl->retry.on == (MG_RETRY_5XX | MG_RETRY_RESET)
+       && cl->retry.attempts == 4,
+       "retry on and attempts");
+    ok(snap->clusters[1].retry.on
+           == (MG_RETRY_CONNECT_FAILURE | MG_RETRY_REFUSED_STREAM)
+       && snap->clusters[1].retry.attempts == 3,
+       "without retry: connect failures and refused streams, 3 attempts");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    expect_error(R_HEAD
+                 "clusters = ( { name = \"c\"; out_of_zone = [ \"z\" ];\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 8, "cluster \"c\": out_of_zone region \"z\" is not defined",
+                 "an out_of_zone region that does not exist");
+    expect_error("gateway = { region = \"b\"; };\n"
+                 "regions = ( { name = \"b\"; front_proxy = \"10.0.0.2:1\"; } );\n"
+                 BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
+                 "region \"b\" is this gateway's own region",
+                 "a region named like our own");
+    expect_error("regions = ( { name = \"b\"; front_proxy = \"10.0.0.2:1\"; },\n"
+                 "  { name = \"b\"; front_proxy = \"10.0.0.3:1\"; } );\n"
+                 BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
+                 "duplicate region \"b\"", "a region defined twice");
+    expect_error("regions = ( { name = \"b\"; front_proxy = \"gw.b:1\"; } );\n"
+                 BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 1,
+                 "front_proxy gw.b:1: host names are not supported",
+                 "a front proxy by host name");
+    expect_error("regions = ( { name = \"b\"; front_proxy = \"10.0.0.2:1\";\n"
+                 "  protocol = \"h2\"; } );\n"
+                 BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
+                 "protocol \"h2\" needs tls", "a region h2 without tls");
+    expect_error("listeners = ( { name = \"p\"; listen = \"127.0.0.1:1\";\n"
+                 "  routes = \"t\"; peering = true; } );\n"
+                 BASE_CLUSTER BASE_ROUTES, 2,
+                 "peering = true needs tls with client_ca and "
+                 "verify_client = \"required\"",
+                 "a peering listener without client certificates");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  health_check = { interval = 1.0; timeout = 2.0; };\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 6, "health_check timeout (2 s) must not exceed its interval",
+                 "a health check timeout over its interval");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  health_check = { statuses = [ \"2xx\" ]; };\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 6, "status \"2xx\" must be a code", "a bad health status");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  health_check = { type = \"udp\"; };\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 6, "health_check type must be", "an unknown check type");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  retry = { on = [ \"timeouts\" ]; };\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 6, "retry on \"timeouts\": must be one of",
+                 "an unknown retry condition");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  retry = { on = [ \"retriable-status\" ]; };\n"
+                 "  endpoints = ( { address = \"127.0.0.1:1\"; } ); } );\n",
+                 6, "retry on \"retriable-status\" needs statuses",
+                 "retriable-status without statuses");
+}
+
 int
 main(void)
 {
@@ -728,6 +853,7 @@ main(void)
     test_defaults();
     test_conf_d();
     test_errors();
+    test_regions();
     test_parse_addr();
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
