@@ -18,10 +18,13 @@
 #include <ev.h>
 
 #include "mg_conf.h"
+#include "mg_control.h"
+#include "mg_health.h"
 #include "mg_listen.h"
 #include "mg_log.h"
 #include "mg_master.h"
 #include "mg_pool.h"
+#include "mg_shm.h"
 #include "mg_snapshot.h"
 #include "mg_tls.h"
 #include "mg_worker.h"
@@ -50,7 +53,8 @@ typedef struct master_proc_s {
     int chan;                     /* master's end of the socketpair */
 } master_proc_t;
 
-/* Crash accounting for each worker slot of the current generation. */
+/* Crash accounting for each worker slot of the current generation, and
+ * one more, after the workers', for its control process. */
 typedef struct master_slot_s {
     ev_tstamp crashes[MASTER_CRASH_LIMIT];
     unsigned ncrashes;
@@ -79,6 +83,25 @@ typedef struct master_s {
 static master_t mg_master;
 
 static void master_spawn(master_gen_t *g, unsigned slot);
+
+/* The control process takes the slot after the last worker's, so that it
+ * shares the workers' crash accounting and respawn timer. */
+static int
+master_is_control(const master_gen_t *g, unsigned slot)
+{
+    return slot == g->snap->gateway.workers;
+}
+
+/* "worker 3" or "control process", for log lines. */
+static const char *
+master_proc_name(const master_gen_t *g, unsigned slot, char *buf, size_t len)
+{
+    if (master_is_control(g, slot)) {
+        return "control process";
+    }
+    snprintf(buf, len, "worker %u", slot);
+    return buf;
+}
 
 static master_gen_t *
 master_current(void)
@@ -221,8 +244,9 @@ master_spawn(master_gen_t *g, unsigned slot)
     mg_worker_start_t ws;
     master_proc_t *p;
     const int *all;
-    int sv[2], *close_fds;
+    int sv[2], *close_fds, control = master_is_control(g, slot);
     unsigned i, n, nall;
+    char name[32];
     pid_t pid;
 
     if (mg_master.nprocs == MASTER_MAX_PROCS) {
@@ -250,11 +274,12 @@ master_spawn(master_gen_t *g, unsigned slot)
         for (i = 0; i < mg_master.nprocs; i++) {
             close_fds[n++] = mg_master.procs[i].chan;
         }
-        /* Listening sockets this generation does not serve. */
+        /* Listening sockets this generation does not serve; the control
+         * process serves none, so a removed listener never lingers in it. */
         for (i = 0; i < nall; i++) {
             unsigned k, mine = 0;
 
-            for (k = 0; k < g->snap->nlisteners; k++) {
+            for (k = 0; k < g->snap->nlisteners && !control; k++) {
                 if (g->fds[k] == all[i]) {
                     mine = 1;
                 }
@@ -265,7 +290,7 @@ master_spawn(master_gen_t *g, unsigned slot)
         }
         memset(&ws, 0, sizeof(ws));
         ws.snap = g->snap;
-        ws.listen_fds = g->fds;
+        ws.listen_fds = control ? NULL : g->fds;
         ws.close_fds = close_fds;
         ws.nclose_fds = n;
         ws.slot = slot;
@@ -276,6 +301,9 @@ master_spawn(master_gen_t *g, unsigned slot)
         ws.drop_privileges = g->drop_privileges;
         ws.user = g->snap->gateway.user;
         ws.master_start = mg_master.start_time;
+        if (control) {
+            mg_control_run(&ws);
+        }
         mg_worker_run(&ws);
     }
     close(sv[1]);
@@ -285,8 +313,9 @@ master_spawn(master_gen_t *g, unsigned slot)
     p->gen = g;
     p->chan = sv[0];
     g->live++;
-    mg_log_error(MG_LOG_INFO, &mg_log, 0, "worker %u (pid %d, generation %lu) "
-                 "started", slot, (int)pid, g->id);
+    mg_log_error(MG_LOG_INFO, &mg_log, 0, "%s (pid %d, generation %lu) "
+                 "started", master_proc_name(g, slot, name, sizeof(name)),
+                 (int)pid, g->id);
 }
 
 static void
@@ -343,6 +372,7 @@ master_note_crash(unsigned slot)
     master_slot_t *s = &mg_master.slots[slot];
     ev_tstamp now = ev_now(mg_master.loop), delay;
     unsigned i, recent = 0;
+    char name[32];
 
     if (s->gave_up) {
         return;
@@ -361,9 +391,11 @@ master_note_crash(unsigned slot)
     if (recent >= MASTER_CRASH_LIMIT) {
         s->gave_up = 1;
         mg_log_error(MG_LOG_CRIT, &mg_log, 0,
-                     "worker %u crashed %u times in %.0f s: not respawning "
-                     "it until the next reload", slot, recent,
-                     MASTER_CRASH_WINDOW);
+                     "%s crashed %u times in %.0f s: not respawning "
+                     "it until the next reload",
+                     master_proc_name(master_current(), slot, name,
+                                      sizeof(name)),
+                     recent, MASTER_CRASH_WINDOW);
         return;
     }
     /* 0.1 s, 0.2 s, 0.4 s, ... so a crash loop cannot spin the master. */
@@ -379,6 +411,7 @@ master_on_child(struct ev_loop *loop, ev_child *w, int revents)
     int status;
     unsigned i;
     master_proc_t p;
+    char name[32];
 
     /* libev reaps one child per callback; collect any others too. */
     (void)w;
@@ -411,16 +444,20 @@ master_on_child(struct ev_loop *loop, ev_child *w, int revents)
             mg_log_error(p.gen->draining || mg_master.stopping
                              ? MG_LOG_NOTICE : MG_LOG_CRIT,
                          &mg_log, 0,
-                         "worker %u (pid %d, generation %lu) exited on "
-                         "signal %d%s", p.slot, (int)pid, p.gen->id,
+                         "%s (pid %d, generation %lu) exited on "
+                         "signal %d%s",
+                         master_proc_name(p.gen, p.slot, name, sizeof(name)),
+                         (int)pid, p.gen->id,
                          WTERMSIG(status),
                          WCOREDUMP(status) ? " (core dumped)" : "");
         } else {
             mg_log_error(WEXITSTATUS(status) == 0 ? MG_LOG_NOTICE
                                                   : MG_LOG_CRIT,
                          &mg_log, 0,
-                         "worker %u (pid %d, generation %lu) exited with "
-                         "code %d", p.slot, (int)pid, p.gen->id,
+                         "%s (pid %d, generation %lu) exited with "
+                         "code %d",
+                         master_proc_name(p.gen, p.slot, name, sizeof(name)),
+                         (int)pid, p.gen->id,
                          WEXITSTATUS(status));
         }
         if (p.gen == master_current() && !p.gen->draining
@@ -471,10 +508,25 @@ master_start_gen(mg_snapshot_t *snap)
     g->id = ++mg_master.next_gen;
     g->next = mg_master.gens;
     mg_master.gens = g;
+    {
+        /* Endpoints the draining generations still use keep their slots. */
+        unsigned long oldest = g->id;
+        master_gen_t *o;
+
+        for (o = mg_master.gens; o != NULL; o = o->next) {
+            oldest = mg_min(oldest, o->id);
+        }
+        (void)mg_shm_assign(snap, g->id, oldest);
+    }
     master_prepare_access_logs(g);
-    master_reset_slots(snap->gateway.workers);
+    master_reset_slots(snap->gateway.workers + 1);
     for (i = 0; i < snap->gateway.workers; i++) {
         master_spawn(g, i);
+    }
+    /* The old generation's control process goes with the drain below;
+     * this one starts checking at once, so no interval is missed. */
+    if (mg_health_count(snap) > 0) {
+        master_spawn(g, snap->gateway.workers);
     }
     if (old != NULL) {
         old->draining = 1;
@@ -646,7 +698,13 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     ev_child_init(&mg_master.child, master_on_child, 0, 0);
     ev_child_start(loop, &mg_master.child);
     ev_timer_init(&mg_master.stop_timer, master_on_stop_timer, 0., 0.);
-    /* Before any worker forks, so all of them share the key ring. */
+    /* Before any worker forks, so all of them share the key ring and the
+     * health table. */
+    if (mg_shm_create() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot map the shared health table");
+        return 1;
+    }
     if (mg_tls_tickets_init() != MG_OK) {
         mg_log_error(MG_LOG_EMERG, &mg_log, 0,
                      "cannot set up TLS session ticket keys");

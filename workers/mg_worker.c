@@ -206,8 +206,8 @@ worker_on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static void
-worker_drop_privileges(const mg_worker_start_t *ws)
+void
+mg_worker_drop_privileges(const mg_worker_start_t *ws)
 {
     if (!ws->drop_privileges) {
         return;
@@ -264,7 +264,7 @@ mg_worker_run(const mg_worker_start_t *ws)
         mg_log_error(MG_LOG_EMERG, &mg_log, ENOMEM, "worker init");
         exit(2);
     }
-    worker_drop_privileges(ws);
+    mg_worker_drop_privileges(ws);
     mg_worker.ctx.slot = ws->slot;
     mg_worker.ctx.generation = ws->generation;
     mg_worker.ctx.master_start = ws->master_start;

@@ -16,7 +16,8 @@
 
 typedef struct mg_worker_start_s {
     const mg_snapshot_t *snap;
-    const int *listen_fds;        /* one per snap->listeners[] */
+    const int *listen_fds;        /* one per snap->listeners[]; NULL for
+                                   * the control process */
     const int *close_fds;         /* inherited fds this worker must close */
     unsigned nclose_fds;
     unsigned slot;                /* 0..workers-1 */
@@ -32,6 +33,10 @@ typedef struct mg_worker_start_s {
 /* Runs a worker in the freshly forked child. Never returns: exits 0 after a
  * drain or quit, 2 when it cannot start. */
 void mg_worker_run(const mg_worker_start_t *ws) __attribute__((noreturn));
+
+/* Drops to ws->user when the master runs as root (exits 2 when it cannot);
+ * the control process shares it. */
+void mg_worker_drop_privileges(const mg_worker_start_t *ws);
 
 /* Remembers where argv lives so the process title can be rewritten. */
 void mg_proc_title_init(int argc, char **argv);
