@@ -45,22 +45,25 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
     ctx->snap = snap;
     ctx->pid = getpid();
     ctx->bufs.max_free = 4096;
-    ctx->pools = calloc(snap->nendpoints ? snap->nendpoints : 1,
+    ctx->pools = calloc(snap->npools ? snap->npools : 1,
                         sizeof(*ctx->pools));
     ctx->active = calloc(snap->nendpoints ? snap->nendpoints : 1,
                          sizeof(*ctx->active));
     ctx->lb = calloc(snap->nclusters ? snap->nclusters : 1,
                      sizeof(*ctx->lb));
+    ctx->retrying = calloc(snap->nclusters ? snap->nclusters : 1,
+                           sizeof(*ctx->retrying));
     ctx->access_logs = calloc(snap->nlisteners ? snap->nlisteners : 1,
                               sizeof(*ctx->access_logs));
     ctx->req = malloc(sizeof(*ctx->req));
     ctx->resp = malloc(sizeof(*ctx->resp));
     if (ctx->pools == NULL || ctx->active == NULL || ctx->lb == NULL
+        || ctx->retrying == NULL
         || ctx->access_logs == NULL || ctx->req == NULL || ctx->resp == NULL) {
         return MG_ERROR;
     }
     for (i = 0; i < snap->nclusters; i++) {
-        unsigned n = snap->clusters[i].priorities[0].nendpoints;
+        unsigned n = snap->clusters[i].nendpoints;
 
         if (snap->clusters[i].lb == MG_LB_WEIGHTED_ROUND_ROBIN) {
             ctx->lb[i].current = calloc(n ? n : 1, sizeof(int));
@@ -68,6 +71,12 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
                 return MG_ERROR;
             }
         }
+    }
+    /* Retry backoff jitter: workers must not draw the same delays. */
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL));
+    for (i = 0; i < snap->nclusters; i++) {
+        /* Workers must not all pick the same levels in lockstep. */
+        ctx->lb[i].rng = ((uint64_t)getpid() << 32) ^ (i + 1) * 0x9e3779b9u;
     }
     for (i = 0; i < snap->nlisteners; i++) {
         (void)mg_access_log_open(&ctx->access_logs[i], loop,
@@ -108,6 +117,7 @@ mg_ctx_destroy(mg_ctx_t *ctx)
     }
     free(ctx->pools);
     free(ctx->active);
+    free(ctx->retrying);
     free(ctx->lb);
     free(ctx->access_logs);
     free(ctx->req);

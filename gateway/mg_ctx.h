@@ -32,6 +32,8 @@ struct mg_ctx_s {
     unsigned nfree_clients;
     mg_upstream_pool_t *pools;    /* [snap->nendpoints] */
     unsigned *active;             /* [snap->nendpoints] active requests */
+    unsigned *retrying;           /* [snap->nclusters] requests that were
+                                   * retried and are still active */
     mg_lb_state_t *lb;            /* [snap->nclusters] */
     mg_access_log_t *access_logs; /* [snap->nlisteners] */
     uint64_t request_seq;

@@ -83,7 +83,7 @@ static void h2up_fail(mg_h2up_t *h, unsigned how, int err, const char *why);
 static void
 h2up_unlink(mg_h2up_t *h)
 {
-    mg_upstream_pool_t *pool = &h->ctx->pools[h->ep->index];
+    mg_upstream_pool_t *pool = &h->ctx->pools[h->ep->pool];
 
     if (!h->linked) {
         return;
@@ -432,7 +432,7 @@ h2up_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
             h->settings_seen = 1;
             /* Remembered for the next connection to this endpoint, which
              * must guess until its own SETTINGS arrive. */
-            h->ctx->pools[h->ep->index].h2_max_streams =
+            h->ctx->pools[h->ep->pool].h2_max_streams =
                 nghttp2_session_get_remote_settings(
                     session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
         }
@@ -638,14 +638,12 @@ h2up_handshake(mg_h2up_t *h)
 static void
 h2up_connected(mg_h2up_t *h)
 {
-    const mg_cluster_conf_t *cl = h->ep->cluster;
-
     h->connecting = 0;
-    if (cl->tls == NULL) {
+    if (h->ep->tls == NULL) {
         h2up_ready(h);
         return;
     }
-    if (mg_upstream_tls_start(&h->io, cl) != MG_OK) {
+    if (mg_upstream_tls_start(&h->io, h->ep) != MG_OK) {
         mg_log_error(MG_LOG_ERROR, &mg_log, 0, "cannot start TLS to %s: %s",
                      h->ep->address, mg_io_ssl_error());
         h2up_fail(h, MG_UP_CONNECT, EPROTO, NULL);
@@ -888,7 +886,7 @@ h2up_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static mg_h2up_t *
 h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
 {
-    mg_upstream_pool_t *pool = &ctx->pools[ep->index];
+    mg_upstream_pool_t *pool = &ctx->pools[ep->pool];
     nghttp2_settings_entry iv[3];
     mg_h2up_t *h;
     int fd, in_progress = 0;
@@ -972,7 +970,7 @@ h2up_room(const mg_h2up_t *h)
         max = nghttp2_session_get_remote_settings(
             h->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     } else {
-        max = h->ctx->pools[h->ep->index].h2_max_streams;
+        max = h->ctx->pools[h->ep->pool].h2_max_streams;
         max = max ? max : 100;
     }
     return mg_min(max, H2UP_STREAMS_CAP);
@@ -985,7 +983,7 @@ mg_h2up_open(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, void *owner,
     mg_h2up_t *h;
     mg_uconn_t *u;
 
-    for (h = ctx->pools[ep->index].h2; h != NULL; h = h->next) {
+    for (h = ctx->pools[ep->pool].h2; h != NULL; h = h->next) {
         if (!h->goaway && !h->dead && (!fresh || h->served == 0)
             && h->nstreams < h2up_room(h)) {
             break;
@@ -1063,7 +1061,6 @@ mg_h2up_submit(mg_uconn_t *u, mg_buf_t *head, int has_body)
     mg_h2up_t *h = u->h2;
     nghttp2_nv nv[H2UP_MAX_NV];
     nghttp2_data_provider prd;
-    const mg_cluster_conf_t *cl = u->ep->cluster;
     char *p = head->pos, *end = head->last, *sp, *eol, *colon, *v;
     size_t nvlen = 0, authority = 0, k;
     int32_t id;
@@ -1079,8 +1076,8 @@ mg_h2up_submit(mg_uconn_t *u, mg_buf_t *head, int has_body)
     }
     h2up_nv(&nv[nvlen++], ":method", 7, p, (size_t)(sp - p));
     u->head_req = sp - p == 4 && memcmp(p, "HEAD", 4) == 0;
-    h2up_nv(&nv[nvlen++], ":scheme", 7, cl->tls ? "https" : "http",
-            cl->tls ? 5 : 4);
+    h2up_nv(&nv[nvlen++], ":scheme", 7, u->ep->tls ? "https" : "http",
+            u->ep->tls ? 5 : 4);
     authority = nvlen++;
     h2up_nv(&nv[authority], ":authority", 10, "", 0);
     v = sp + 1;
@@ -1193,7 +1190,7 @@ mg_h2up_drain(mg_ctx_t *ctx)
     mg_h2up_t *h;
     unsigned i;
 
-    for (i = 0; i < ctx->snap->nendpoints; i++) {
+    for (i = 0; i < ctx->snap->npools; i++) {
         while ((h = ctx->pools[i].h2) != NULL) {
             h2up_retire(h);
             if (h->nstreams > 0) {

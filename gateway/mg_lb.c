@@ -1,23 +1,62 @@
 #include "config.h"
 
 #include "mg_lb.h"
+#include "mg_shm.h"
 #include "mg_snapshot.h"
 
-static int
-lb_excluded(uint64_t exclude, unsigned i)
+void
+mg_lb_priority_loads(const unsigned *healthy, const unsigned *total,
+                     unsigned n, unsigned *load)
 {
-    return i < 64 && (exclude & ((uint64_t)1 << i));
+    unsigned health[MG_LB_MAX_LEVELS], sum = 0, left = 100, i, first = n;
+
+    n = mg_min(n, MG_LB_MAX_LEVELS);
+    for (i = 0; i < n; i++) {
+        health[i] = total[i] == 0
+                        ? 0
+                        : mg_min(100u, MG_LB_OVERPROVISION * healthy[i]
+                                           / total[i]);
+        sum += health[i];
+        if (health[i] > 0 && first == n) {
+            first = i;
+        }
+        load[i] = 0;
+    }
+    if (sum == 0) {
+        if (n > 0) {
+            load[0] = 100;
+        }
+        return;
+    }
+    /* Below 100 in all, the levels share in proportion to their health. */
+    sum = mg_min(sum, 100u);
+    for (i = 0; i < n && left > 0; i++) {
+        load[i] = mg_min(left, health[i] * 100 / sum);
+        left -= load[i];
+    }
+    /* Rounding leaves a little: to the first level with health. */
+    load[first] += left;
+}
+
+static int
+lb_skip(uint64_t exclude, const mg_endpoint_conf_t *ep, int panic)
+{
+    if (ep->pos < 64 && (exclude & ((uint64_t)1 << ep->pos))) {
+        return 1;
+    }
+    return !panic && !mg_shm_healthy(ep);
 }
 
 static const mg_endpoint_conf_t *
-lb_round_robin(mg_lb_state_t *st, const mg_priority_t *pr, uint64_t exclude)
+lb_round_robin(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
+               uint64_t exclude, int panic)
 {
     unsigned i, n = pr->nendpoints, k;
 
     for (i = 0; i < n; i++) {
-        k = (st->next + i) % n;
-        if (!lb_excluded(exclude, k)) {
-            st->next = k + 1;
+        k = (st->next[level] + i) % n;
+        if (!lb_skip(exclude, &pr->endpoints[k], panic)) {
+            st->next[level] = k + 1;
             return &pr->endpoints[k];
         }
     }
@@ -28,44 +67,46 @@ lb_round_robin(mg_lb_state_t *st, const mg_priority_t *pr, uint64_t exclude)
  * running value, takes the largest and subtracts the total from it, which
  * interleaves heavy and light endpoints instead of bursting. */
 static const mg_endpoint_conf_t *
-lb_weighted(mg_lb_state_t *st, const mg_priority_t *pr, uint64_t exclude)
+lb_weighted(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
+            uint64_t exclude, int panic)
 {
+    const mg_endpoint_conf_t *ep, *best = NULL;
     unsigned i;
-    int best = -1, total = 0;
+    int total = 0;
 
     if (st->current == NULL) {
-        return lb_round_robin(st, pr, exclude);
+        return lb_round_robin(st, level, pr, exclude, panic);
     }
     for (i = 0; i < pr->nendpoints; i++) {
-        if (lb_excluded(exclude, i)) {
+        ep = &pr->endpoints[i];
+        if (lb_skip(exclude, ep, panic)) {
             continue;
         }
-        st->current[i] += (int)pr->endpoints[i].weight;
-        total += (int)pr->endpoints[i].weight;
-        if (best == -1 || st->current[i] > st->current[best]) {
-            best = (int)i;
+        st->current[ep->pos] += (int)ep->weight;
+        total += (int)ep->weight;
+        if (best == NULL || st->current[ep->pos] > st->current[best->pos]) {
+            best = ep;
         }
     }
-    if (best == -1) {
-        return NULL;
+    if (best != NULL) {
+        st->current[best->pos] -= total;
     }
-    st->current[best] -= total;
-    return &pr->endpoints[best];
+    return best;
 }
 
 /* Fewest active requests (scaled by weight); ties go round robin so equal
  * endpoints still share the load. */
 static const mg_endpoint_conf_t *
-lb_least_request(mg_lb_state_t *st, const mg_priority_t *pr,
-                 const unsigned *active, uint64_t exclude)
+lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
+                 const unsigned *active, uint64_t exclude, int panic)
 {
     unsigned i, k, n = pr->nendpoints;
     int best = -1;
     uint64_t best_load = 0, load;
 
     for (i = 0; i < n; i++) {
-        k = (st->next + i) % n;
-        if (lb_excluded(exclude, k)) {
+        k = (st->next[level] + i) % n;
+        if (lb_skip(exclude, &pr->endpoints[k], panic)) {
             continue;
         }
         /* active / weight, compared without division. */
@@ -79,25 +120,82 @@ lb_least_request(mg_lb_state_t *st, const mg_priority_t *pr,
     if (best == -1) {
         return NULL;
     }
-    st->next = (unsigned)best + 1;
+    st->next[level] = (unsigned)best + 1;
     return &pr->endpoints[best];
 }
 
-const mg_endpoint_conf_t *
-mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
-           const unsigned *active, uint64_t exclude)
+static const mg_endpoint_conf_t *
+lb_pick_level(mg_lb_state_t *st, const mg_cluster_conf_t *cl, unsigned level,
+              const unsigned *active, uint64_t exclude, int panic)
 {
-    const mg_priority_t *pr = &cl->priorities[0];
+    const mg_priority_t *pr = &cl->priorities[level];
 
     if (pr->nendpoints == 0) {
         return NULL;
     }
     switch (cl->lb) {
     case MG_LB_WEIGHTED_ROUND_ROBIN:
-        return lb_weighted(st, pr, exclude);
+        return lb_weighted(st, level, pr, exclude, panic);
     case MG_LB_LEAST_REQUEST:
-        return lb_least_request(st, pr, active, exclude);
+        return lb_least_request(st, level, pr, active, exclude, panic);
     default:
-        return lb_round_robin(st, pr, exclude);
+        return lb_round_robin(st, level, pr, exclude, panic);
     }
+}
+
+static unsigned
+lb_random(mg_lb_state_t *st)
+{
+    uint64_t x = st->rng ? st->rng : 0x9e3779b97f4a7c15ull;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    st->rng = x;
+    return (unsigned)(x >> 32);
+}
+
+const mg_endpoint_conf_t *
+mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
+           const unsigned *active, uint64_t exclude, unsigned mode)
+{
+    unsigned healthy[MG_LB_MAX_LEVELS] = { 0 }, total[MG_LB_MAX_LEVELS] = { 0 };
+    unsigned load[MG_LB_MAX_LEVELS];
+    unsigned n = mg_min(cl->npriorities, MG_LB_MAX_LEVELS), p, j, r, level;
+    const mg_endpoint_conf_t *ep;
+
+    if (mode == MG_LB_LOCAL_ONLY || n == 1) {
+        ep = lb_pick_level(st, cl, 0, active, exclude, 0);
+        if (ep != NULL || mode != MG_LB_ANY) {
+            return ep;
+        }
+        return lb_pick_level(st, cl, 0, active, exclude, 1);
+    }
+    for (p = 0; p < n; p++) {
+        healthy[p] = 0;
+        total[p] = cl->priorities[p].nendpoints;
+        for (j = 0; j < total[p]; j++) {
+            healthy[p] += mg_shm_healthy(&cl->priorities[p].endpoints[j]);
+        }
+    }
+    mg_lb_priority_loads(healthy, total, n, load);
+    r = lb_random(st) % 100;
+    for (level = 0; level + 1 < n && r >= load[level]; level++) {
+        r -= load[level];
+    }
+    /* The chosen level first; when it has nothing left for this request
+     * (all tried or down), the next ones, then the earlier ones. */
+    for (p = 0; p < n; p++) {
+        ep = lb_pick_level(st, cl, (level + p) % n, active, exclude, 0);
+        if (ep != NULL) {
+            return ep;
+        }
+    }
+    for (p = 0; p < n && mode == MG_LB_ANY; p++) {
+        ep = lb_pick_level(st, cl, p, active, exclude, 1);
+        if (ep != NULL) {
+            return ep;
+        }
+    }
+    return NULL;
 }

@@ -1,28 +1,54 @@
 /*
- * Load balancing inside one priority level of a cluster: round robin,
- * smooth weighted round robin and least request. State is per worker.
+ * Load balancing over a cluster's priority levels: level 0 holds the local
+ * endpoints, each later level a remote region's front proxy. A level takes
+ * traffic in proportion to its health with an overprovisioning factor of
+ * 1.4 (Envoy's model): the local level keeps min(100 %, 1.4 x its healthy
+ * fraction) and the rest spills to the next levels. Inside a level: round
+ * robin, smooth weighted round robin or least request, over the healthy
+ * endpoints. State is per worker.
  */
 #ifndef MG_LB_H
 #define MG_LB_H
 
 #include "mg_core.h"
 
+#define MG_LB_OVERPROVISION 140     /* percent: the factor 1.4 */
+#define MG_LB_MAX_LEVELS    16
+
 typedef struct mg_lb_state_s {
-    unsigned next;                /* round robin cursor */
+    unsigned next[MG_LB_MAX_LEVELS]; /* round robin cursor per level */
     int *current;                 /* smooth WRR running weights, one per
-                                   * endpoint of priority 0 */
+                                   * endpoint of the cluster (by ep->pos) */
+    uint64_t rng;                 /* xorshift state: the level of a pick */
 } mg_lb_state_t;
 
 /*
- * Picks an endpoint of |cl| priority 0, skipping those whose bit is set in
- * |exclude| (bit i = endpoint i of the level; endpoints past 64 are never
- * excluded). |active| is the per-endpoint count of active requests indexed
- * by endpoint->index (least request). Returns NULL when every endpoint is
- * excluded.
+ * Shares of traffic (percent, summing to 100) of |n| levels with
+ * |healthy[i]| of |total[i]| endpoints healthy. With nothing healthy
+ * anywhere, level 0 takes everything. Pure arithmetic, for unit tests too.
+ */
+void mg_lb_priority_loads(const unsigned *healthy, const unsigned *total,
+                          unsigned n, unsigned *load);
+
+/* How mg_lb_pick() may choose. */
+enum {
+    MG_LB_ANY = 0,                /* any level, by their loads */
+    MG_LB_LOCAL_ONLY,             /* level 0 only, healthy endpoints only */
+    MG_LB_HEALTHY_ONLY            /* any level, never an unhealthy endpoint
+                                   * (a retry: panic is for first tries) */
+};
+
+/*
+ * Picks an endpoint of |cl|, skipping those whose bit is set in |exclude|
+ * (bit i = the endpoint with pos i; past 64 never excluded) and those
+ * health checks found down. |active| is the per-endpoint count of active
+ * requests indexed by endpoint->index (least request). When every level is
+ * unhealthy, any endpoint not excluded may be tried (panic), only with
+ * MG_LB_ANY. NULL when nothing is left.
  */
 const mg_endpoint_conf_t *mg_lb_pick(mg_lb_state_t *st,
                                      const mg_cluster_conf_t *cl,
                                      const unsigned *active,
-                                     uint64_t exclude);
+                                     uint64_t exclude, unsigned mode);
 
 #endif /* MG_LB_H */

@@ -24,6 +24,7 @@
 #include "mg_h2up.h"
 #include "mg_io.h"
 #include "mg_lb.h"
+#include "mg_shm.h"
 #include "mg_log.h"
 #include "mg_proxy.h"
 #include "mg_router.h"
@@ -41,6 +42,15 @@ static void proxy_connect(mg_client_t *c);
 static void proxy_connect_failed(mg_client_t *c, int err);
 static void client_read_head(mg_client_t *c);
 static void upstream_handshake(mg_client_t *c);
+static int proxy_mark_cross_region(mg_client_t *c,
+                                   const mg_endpoint_conf_t *ep);
+static void proxy_retry(mg_client_t *c, const char *why);
+static double proxy_response_timeout(const mg_client_t *c,
+                                     const mg_endpoint_conf_t *ep);
+static double proxy_try_timeout(const mg_client_t *c,
+                                const mg_endpoint_conf_t *ep);
+static void proxy_on_retry_timer(struct ev_loop *loop, ev_timer *w,
+                                 int revents);
 static void proxy_attach_h2(mg_client_t *c, mg_uconn_t *u,
                             const mg_endpoint_conf_t *ep);
 static void proxy_attach(mg_client_t *c, mg_uconn_t *u,
@@ -133,6 +143,21 @@ client_detach_upstream(mg_client_t *c, int reuse)
     }
 }
 
+/* The request is over: it no longer counts against the retry budget, and
+ * a pending retry is off. */
+static void
+client_request_done(mg_client_t *c)
+{
+    ev_timer_stop(c->ctx->loop, &c->retry_timer);
+    if (c->retried) {
+        c->retried = 0;
+        if (c->route != NULL && c->route->cluster != NULL
+            && c->ctx->retrying[c->route->cluster->index] > 0) {
+            c->ctx->retrying[c->route->cluster->index]--;
+        }
+    }
+}
+
 static void
 client_gzip_end(mg_client_t *c)
 {
@@ -151,6 +176,7 @@ client_close(mg_client_t *c)
     if (c->h2 != NULL) {
         mg_h2_free(c);
     }
+    client_request_done(c);
     client_detach_upstream(c, 0);
     ev_io_stop(ctx->loop, &c->rev);
     ev_io_stop(ctx->loop, &c->wev);
@@ -222,6 +248,8 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     ev_io_init(&c->rev, client_on_read, fd, EV_READ);
     ev_io_init(&c->wev, client_on_write, fd, EV_WRITE);
     ev_init(&c->timer, client_on_timer);
+    ev_init(&c->retry_timer, proxy_on_retry_timer);
+    c->retry_timer.data = c;
     c->rev.data = c->wev.data = c->timer.data = c;
 
     c->next = ctx->clients;
@@ -385,6 +413,7 @@ client_finish_request(mg_client_t *c)
 {
     mg_ctx_t *ctx = c->ctx;
 
+    client_request_done(c);
     if (c->method_len != 0) {
         client_log_request(c);
     }
@@ -873,6 +902,12 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
         if (h->hop_by_hop || (absolute && h->id == MG_H1_HDR_HOST)) {
             continue;
         }
+        if (h->name.len > 11 && !c->local_only
+            && strncasecmp(h->name.data, "x-meshgate-", 11) == 0) {
+            /* Ours alone to set: trusted only from another region's front
+             * proxy (peering), whose marks the local service may read. */
+            continue;
+        }
         switch (h->id) {
         case MG_H1_HDR_EXPECT:
         case MG_H1_HDR_X_FORWARDED_PROTO:
@@ -987,7 +1022,8 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                           strlen(c->request_id), NULL, 0) != MG_OK) {
         return MG_ERROR;
     }
-    if (c->route->cluster->protocol != MG_PROTO_HTTP1) {
+    if (c->route->cluster->protocol != MG_PROTO_HTTP1
+        || c->route->cluster->npriorities > 1) {
         /* TE is hop-by-hop, but "trailers" is what HTTP/2 lets through
          * (RFC 9113 §8.2.2): gRPC servers want it. */
         for (i = 0; i < r->nheaders; i++) {
@@ -1073,9 +1109,34 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     c->accept_gzip = 0;
     c->grpc = 0;
     c->body_err = 0;
+    c->uhead_mark = 0;
+    c->local_only = c->lc->peering;
+    if (c->local_only) {
+        memcpy(c->origin, "unknown", 8);
+    }
+    if (rt->internal && c->lc->public) {
+        snprintf(msg, sizeof(msg), "no route for host \"%.*s\"\n",
+                 (int)mg_min(r->host.len, 100), r->host.data);
+        client_respond_text(c, 404, msg);
+        return;
+    }
     for (i = 0; i < r->nheaders; i++) {
         const mg_h1_header_t *h = &r->headers[i];
 
+        if (c->local_only && mg_str_caseeq_lit(h->name, "x-meshgate-origin")) {
+            size_t k, n = mg_min(h->value.len, sizeof(c->origin) - 1);
+
+            for (k = 0; k < n; k++) {
+                char ch = h->value.data[k];
+
+                /* A region name: kept printable for logs and bodies. */
+                c->origin[k] = (ch >= 'a' && ch <= 'z') || (ch >= 'A'
+                               && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                               || ch == '-' || ch == '_' || ch == '.'
+                                   ? ch : '?';
+            }
+            c->origin[n] = '\0';
+        }
         if (rt->gzip != NULL && mg_str_caseeq_lit(h->name, "accept-encoding")
             && mg_gzip_accepted(h->value)) {
             c->accept_gzip = 1;
@@ -1273,6 +1334,10 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     c->ep = ep;
     u->owner = c;
     ctx->active[ep->index]++;
+    if (!u->connecting && proxy_mark_cross_region(c, ep) != MG_OK) {
+        proxy_fail(c, 431, "request head too large to forward\n");
+        return;
+    }
     ev_set_cb(&u->rev, upstream_on_read);
     ev_set_cb(&u->wev, upstream_on_write);
     ev_set_cb(&u->timer, upstream_on_timer);
@@ -1287,8 +1352,9 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
         ev_timer_start(ctx->loop, &u->timer);
         return;
     }
-    if (ep->cluster->tls != NULL && !u->io.handshake_done) {
-        if (u->io.ssl == NULL && mg_upstream_tls_start(&u->io, ep->cluster) != MG_OK) {
+    if (ep->tls != NULL && !u->io.handshake_done) {
+        if (u->io.ssl == NULL
+            && mg_upstream_tls_start(&u->io, ep) != MG_OK) {
             mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                          "cannot start TLS to %s: %s", ep->address,
                          mg_io_ssl_error());
@@ -1298,8 +1364,7 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
         upstream_handshake(c);
         return;
     }
-    timeout = c->route->timeout > 0 ? c->route->timeout
-                                    : ep->cluster->response_timeout;
+    timeout = proxy_try_timeout(c, ep);
     /* Started once the request is sent; it bounds each silence of the
      * upstream, not the whole response. */
     ev_timer_set(&u->timer, timeout, timeout);
@@ -1322,14 +1387,75 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     proxy_send_upstream(c);
 }
 
+/* Our cross-region fields go to a region's front proxy and to nothing
+ * else; a retry may move a request between the two kinds. MG_OK or
+ * MG_ERROR (no room). */
+static int
+proxy_mark_cross_region(mg_client_t *c, const mg_endpoint_conf_t *ep)
+{
+    mg_buf_t *b = c->uhead, *nb;
+    const char *region = c->ctx->snap->gateway.region;
+    size_t need;
+
+    if (b == NULL || (ep->region != NULL) == (c->uhead_mark != 0)) {
+        return MG_OK;
+    }
+    if (ep->region == NULL) {
+        b->last = b->start + c->uhead_mark;
+        c->uhead_mark = 0;
+        return buf_add_lit(b, "\r\n");
+    }
+    /* A peering request is never forwarded again, so the hop count of
+     * anything we send across is 1. */
+    need = strlen(region) + 64;
+    if (mg_buf_room(b) < need) {
+        nb = mg_buf_get_large((size_t)(b->last - b->start) + need
+                              + MG_BUF_SIZE);
+        if (nb == NULL) {
+            return MG_ERROR;
+        }
+        memcpy(nb->last, b->start, (size_t)(b->last - b->start));
+        nb->pos = nb->start + (b->pos - b->start);
+        nb->last += b->last - b->start;
+        mg_buf_put(&c->ctx->bufs, b);
+        c->uhead = b = nb;
+    }
+    b->last -= 2;   /* the blank line */
+    c->uhead_mark = (size_t)(b->last - b->start);
+    if (buf_add_header(b, mg_str_lit("x-meshgate-origin"), region,
+                       strlen(region), NULL, 0) != MG_OK
+        || buf_add_lit(b, "x-meshgate-hops: 1\r\n\r\n") != MG_OK) {
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+/* How long the upstream may stay silent: the route's or cluster's timeout,
+ * or, until the response head arrives, the shorter per-try timeout when
+ * retries may follow. */
+static double
+proxy_response_timeout(const mg_client_t *c, const mg_endpoint_conf_t *ep)
+{
+    return c->route->timeout > 0 ? c->route->timeout
+                                 : ep->cluster->response_timeout;
+}
+
+static double
+proxy_try_timeout(const mg_client_t *c, const mg_endpoint_conf_t *ep)
+{
+    double full = proxy_response_timeout(c, ep);
+    double per_try = ep->cluster->retry.per_try_timeout;
+
+    return per_try > 0 && per_try < full ? per_try : full;
+}
+
 /* A stream of an HTTP/2 connection (maybe still connecting): the request
  * is handed to the session at once and leaves when it can. */
 static void
 proxy_attach_h2(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
 {
     mg_ctx_t *ctx = c->ctx;
-    double timeout = c->route->timeout > 0 ? c->route->timeout
-                                           : ep->cluster->response_timeout;
+    double timeout = proxy_try_timeout(c, ep);
 
     c->u = u;
     c->ep = ep;
@@ -1338,7 +1464,8 @@ proxy_attach_h2(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     u->timer.data = u;
     ev_timer_set(&u->timer, timeout, timeout);
     c->uhead_scanned = 0;
-    if (mg_h2up_submit(u, c->uhead, !c->req_body_done) != MG_OK) {
+    if (proxy_mark_cross_region(c, ep) != MG_OK
+        || mg_h2up_submit(u, c->uhead, !c->req_body_done) != MG_OK) {
         proxy_connect_failed(c, EPROTO);
         return;
     }
@@ -1396,17 +1523,21 @@ proxy_connect(mg_client_t *c)
     const mg_cluster_conf_t *cl = c->route->cluster;
     const mg_endpoint_conf_t *ep;
     mg_uconn_t *u;
-    unsigned pos;
     int err = 0;
-    char msg[160];
+    char msg[256];
+    unsigned max = cl->retry.on & MG_RETRY_CONNECT_FAILURE
+                       ? cl->retry.attempts : 1;
 
-    while (c->attempts < PROXY_MAX_ATTEMPTS) {
-        ep = mg_lb_pick(&ctx->lb[cl->index], cl, ctx->active, c->tried);
+    while (c->attempts < max) {
+        ep = mg_lb_pick(&ctx->lb[cl->index], cl, ctx->active, c->tried,
+                        c->local_only ? MG_LB_LOCAL_ONLY
+                        : c->retried  ? MG_LB_HEALTHY_ONLY
+                                      : MG_LB_ANY);
         if (ep == NULL) {
             break;
         }
         c->attempts++;
-        if (cl->protocol != MG_PROTO_HTTP1) {
+        if (ep->protocol != MG_PROTO_HTTP1) {
             u = mg_h2up_open(ctx, ep, c, c->no_pool, &err);
         } else {
             u = c->no_pool || c->connect || c->upgrade
@@ -1416,9 +1547,8 @@ proxy_connect(mg_client_t *c)
             }
         }
         if (u == NULL) {
-            pos = (unsigned)(ep - cl->priorities[0].endpoints);
-            if (pos < 64) {
-                c->tried |= (uint64_t)1 << pos;
+            if (ep->pos < 64) {
+                c->tried |= (uint64_t)1 << ep->pos;
             }
             c->last_err = err;
             mg_log_error(MG_LOG_WARN, &mg_log, err,
@@ -1434,6 +1564,27 @@ proxy_connect(mg_client_t *c)
         return;
     }
     c->ep = NULL;
+    if (c->local_only) {
+        /* From another region, and nothing here could take it: say so
+         * rather than pass it on (no cascades); the sender may try its
+         * next region. */
+        snprintf(msg, sizeof(msg), "no healthy endpoint for cluster %s in "
+                 "region %s (request from region %s)%s%s\n", cl->name,
+                 ctx->snap->gateway.region, c->origin,
+                 c->last_err ? ": " : "",
+                 c->last_err ? strerror(c->last_err) : "");
+        if (c->grpc || c->resp_head_done) {
+            proxy_fail(c, 503, msg);
+        } else {
+            client_detach_upstream(c, 0);
+            if (!c->req_body_done) {
+                c->closing = 1;
+            }
+            client_respond(c, 503, "text/plain", msg, strlen(msg),
+                           "x-meshgate-error: no-healthy-local-endpoint\r\n");
+        }
+        return;
+    }
     if (c->last_err == ETIMEDOUT) {
         snprintf(msg, sizeof(msg), "upstream connect timeout (cluster %s)\n",
                  cl->name);
@@ -1452,13 +1603,12 @@ static void
 proxy_connect_failed(mg_client_t *c, int err)
 {
     const mg_cluster_conf_t *cl = c->route->cluster;
-    unsigned pos = (unsigned)(c->ep - cl->priorities[0].endpoints);
 
     mg_log_error(MG_LOG_WARN, &mg_log, err,
                  "connect() to %s failed, cluster: %s, client: %s",
                  c->ep->address, cl->name, c->client_ip);
-    if (pos < 64) {
-        c->tried |= (uint64_t)1 << pos;
+    if (c->ep->pos < 64) {
+        c->tried |= (uint64_t)1 << c->ep->pos;
     }
     c->last_err = err;
     client_detach_upstream(c, 0);
@@ -1493,6 +1643,135 @@ proxy_replay(mg_client_t *c, int fresh)
     return MG_OK;
 }
 
+/* Whether the cluster's retry policy lets this request go again after
+ * |status| (0: the upstream failed before answering). */
+static int
+proxy_may_retry(mg_client_t *c, unsigned status)
+{
+    const mg_retry_conf_t *rc = &c->route->cluster->retry;
+
+    const mg_cluster_conf_t *cl = c->route->cluster;
+    unsigned active = 0, p, j, allowed;
+
+    if (c->attempts >= rc->attempts || !c->replayable || c->uhead == NULL
+        || c->resp_head_done) {
+        return 0;
+    }
+    if (status == 0 ? !(rc->on & MG_RETRY_RESET)
+                    : !(((rc->on & MG_RETRY_5XX) && status >= 500
+                         && status <= 599)
+                        || ((rc->on & MG_RETRY_GATEWAY_ERROR) && status >= 502
+                            && status <= 504)
+                        || ((rc->on & MG_RETRY_RETRIABLE_STATUS)
+                            && status < 640
+                            && (rc->statuses[status / 64]
+                                & ((uint64_t)1 << (status % 64)))))) {
+        return 0;
+    }
+    /* Only when a healthy endpoint not tried yet is left: otherwise what
+     * this one said is the best answer there is. */
+    if (mg_lb_pick(&c->ctx->lb[cl->index], cl, c->ctx->active,
+                   c->tried | (c->ep != NULL && c->ep->pos < 64
+                                   ? (uint64_t)1 << c->ep->pos : 0),
+                   c->local_only ? MG_LB_LOCAL_ONLY : MG_LB_HEALTHY_ONLY)
+        == NULL) {
+        return 0;
+    }
+    if (c->retried) {
+        return 1;   /* already counted in the budget */
+    }
+    /* The budget: retries may be at most |budget| of the cluster's active
+     * requests (but 3 at any time), so a failing service is not hit with
+     * a multiple of its load. */
+    for (p = 0; p < cl->npriorities; p++) {
+        for (j = 0; j < cl->priorities[p].nendpoints; j++) {
+            active += c->ctx->active[cl->priorities[p].endpoints[j].index];
+        }
+    }
+    allowed = mg_max(3u, (unsigned)(rc->budget * active));
+    if (c->ctx->retrying[cl->index] >= allowed) {
+        mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                     "retry budget of cluster %s exhausted (%u retrying, %u "
+                     "active)", cl->name, c->ctx->retrying[cl->index],
+                     active);
+        return 0;
+    }
+    return 1;
+}
+
+/* A region's front proxy that had no healthy endpoint for the service has
+ * said so: that answer goes to the client as it is, rather than the request
+ * touring every region (bounded fan-out in an outage, and a clear cause). */
+static int
+proxy_final_answer(const mg_h1_response_t *resp)
+{
+    unsigned i;
+
+    for (i = 0; i < resp->nheaders; i++) {
+        if (mg_str_caseeq_lit(resp->headers[i].name, "x-meshgate-error")) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Tries the request on another endpoint, preferring ones not tried yet;
+ * what this one answered is dropped. */
+static void
+proxy_retry(mg_client_t *c, const char *why)
+{
+    mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                 "upstream %s %s, retrying (attempt %u of %u), cluster: %s, "
+                 "request: \"%.*s %.*s\"", c->ep ? c->ep->address : "-", why,
+                 c->attempts + 1, c->route->cluster->retry.attempts,
+                 c->route->cluster->name, (int)c->method_len, c->method,
+                 (int)c->target_len, c->target);
+    const mg_retry_conf_t *rc = &c->route->cluster->retry;
+    double delay, cap;
+    unsigned n;
+
+    if (c->ep != NULL && c->ep->pos < 64) {
+        c->tried |= (uint64_t)1 << c->ep->pos;
+    }
+    if (!c->retried) {
+        c->retried = 1;
+        c->ctx->retrying[c->route->cluster->index]++;
+    }
+    client_detach_upstream(c, 0);
+    c->uhead->pos = c->uhead->start;
+    if (c->body_start != NULL) {
+        c->in->pos = c->body_start;
+    }
+    c->body_left = c->req_body_kind == MG_H1_BODY_LENGTH ? c->content_length
+                                                         : 0;
+    c->req_body_done = c->req_body_kind == MG_H1_BODY_NONE
+                       || (c->req_body_kind == MG_H1_BODY_LENGTH
+                           && c->content_length == 0);
+    memset(&c->req_ck, 0, sizeof(c->req_ck));
+    c->req_ck_done = 0;
+    c->body_scanned = 0;
+    c->resp_seen = 0;
+    c->uhead_scanned = 0;
+    c->no_pool = 0;
+    /* Exponential backoff with full jitter: retries of many requests
+     * spread out instead of arriving together. */
+    n = c->attempts > 0 ? c->attempts - 1 : 0;
+    cap = mg_min(rc->max_backoff, rc->backoff * (double)(1u << mg_min(n, 16u)));
+    delay = cap * (double)(random() % 1000) / 1000.0;
+    if (delay <= 0) {
+        proxy_connect(c);
+        return;
+    }
+    ev_timer_set(&c->retry_timer, delay, 0.);
+    ev_timer_start(c->ctx->loop, &c->retry_timer);
+}
+
+static void
+proxy_on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    proxy_connect((mg_client_t *)w->data);
+}
+
 /* The upstream went away before answering. A request on a reused pooled
  * connection that it may not have seen is sent again on a fresh one. */
 static void
@@ -1508,6 +1787,10 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
 
     if (c->u != NULL && c->u->reused && safe_method
         && proxy_replay(c, 1) == MG_OK) {
+        return;
+    }
+    if (proxy_may_retry(c, 0)) {
+        proxy_retry(c, what);
         return;
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
@@ -2015,6 +2298,11 @@ proxy_on_response_head(mg_client_t *c, const mg_h1_response_t *resp)
 
     c->status = resp->status;
     c->resp_head_done = 1;
+    if (c->u != NULL && c->ep != NULL) {
+        /* A per-try timeout bounded the wait for the head; the body gets
+         * the full silence timeout. */
+        c->u->timer.repeat = proxy_response_timeout(c, c->ep);
+    }
     c->resp_body_kind = resp->body_kind;
     c->resp_left = resp->body_kind == MG_H1_BODY_LENGTH ? resp->content_length
                                                         : 0;
@@ -2564,6 +2852,14 @@ proxy_upstream_parse(mg_client_t *c)
             proxy_upstream_lost(c, 0, "switched protocols unasked");
             return;
         }
+        if (proxy_may_retry(c, resp->status)
+            && !proxy_final_answer(resp)) {
+            char why[32];
+
+            snprintf(why, sizeof(why), "answered %u", resp->status);
+            proxy_retry(c, why);
+            return;
+        }
         proxy_on_response_head(c, resp);
         if (c->resp_head_done && resp->status == 101) {
             c->state = CS_TUNNEL;
@@ -2883,6 +3179,10 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         proxy_connect_failed(c, ETIMEDOUT);
         return;
     }
+    if (!c->resp_head_done && proxy_may_retry(c, 504)) {
+        proxy_retry(c, "timed out");
+        return;
+    }
     mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                  "upstream %s timed out, cluster: %s, client: %s",
                  u->ep->address, u->ep->cluster->name, c->client_ip);
@@ -2923,6 +3223,8 @@ mg_proxy__stream_new(mg_client_t *conn, int32_t stream_id)
     s->version_minor = 1;
     memcpy(s->client_ip, conn->client_ip, sizeof(s->client_ip));
     ev_init(&s->timer, client_on_timer);
+    ev_init(&s->retry_timer, proxy_on_retry_timer);
+    s->retry_timer.data = s;
     s->timer.data = s;
     return s;
 }
@@ -2954,6 +3256,7 @@ mg_proxy__stream_free(mg_client_t *s)
                 && s->resp_body_kind != MG_H1_BODY_CLOSE && s->u->in != NULL
                 && mg_buf_pending(s->u->in) == 0;
 
+    client_request_done(s);
     client_detach_upstream(s, reuse);
     mg_proxy__log(s);
     mg_buf_put(&ctx->bufs, s->in);

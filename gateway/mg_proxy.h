@@ -45,7 +45,6 @@ enum {
     CS_H2             /* an HTTP/2 connection: its streams do the rest */
 };
 
-#define PROXY_MAX_ATTEMPTS   3      /* endpoints tried on connect failure */
 #define PROXY_RESP_HEAD_MAX  65536  /* upstream response head bound */
 #define PROXY_LOG_FIELD_MAX  512    /* bytes of target/host kept for logs */
 
@@ -55,6 +54,7 @@ struct mg_client_s {
     ev_io rev;
     ev_io wev;
     ev_timer timer;
+    ev_timer retry_timer;         /* backoff before the next try */
     const mg_listener_conf_t *lc;
     mg_client_t *next;            /* ctx->clients list */
     mg_client_t *prev;
@@ -78,6 +78,8 @@ struct mg_client_s {
     uint64_t tried;               /* endpoints tried, by position */
     unsigned attempts;
     unsigned refusals;            /* streams the upstream refused */
+    size_t uhead_mark;            /* where our cross-region fields start in
+                                   * uhead, 0 = not there */
     int last_err;
 
     unsigned req_keep_alive:1;    /* the client wants to keep the conn */
@@ -99,6 +101,9 @@ struct mg_client_s {
     unsigned u_eof:1;             /* tunnel: upstream finished sending */
     unsigned closing:1;
     unsigned grpc:1;              /* a gRPC call: errors as grpc-status */
+    unsigned local_only:1;        /* from another region: local endpoints
+                                   * only, never forwarded again */
+    unsigned retried:1;           /* counted in ctx->retrying */
     int body_err;                 /* MG_H1_ERR_* of a malformed body that an
                                    * HTTP/2 upstream stream was reset for */
 
@@ -150,6 +155,7 @@ struct mg_client_s {
     char target[PROXY_LOG_FIELD_MAX];
     char host[256];
     char request_id[72];
+    char origin[64];              /* peering: the region it came from */
     size_t method_len, target_len, host_len;
 };
 

@@ -18,7 +18,7 @@
 static void
 upstream_pool_unlink(mg_uconn_t *u)
 {
-    mg_upstream_pool_t *pool = &u->ctx->pools[u->ep->index];
+    mg_upstream_pool_t *pool = &u->ctx->pools[u->ep->pool];
 
     if (!u->pooled) {
         return;
@@ -73,7 +73,7 @@ upstream_on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 mg_uconn_t *
 mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep)
 {
-    mg_upstream_pool_t *pool = &ctx->pools[ep->index];
+    mg_upstream_pool_t *pool = &ctx->pools[ep->pool];
     mg_uconn_t *u = pool->idle;
 
     if (u == NULL) {
@@ -140,7 +140,7 @@ void
 mg_upstream_release(mg_uconn_t *u)
 {
     mg_ctx_t *ctx = u->ctx;
-    mg_upstream_pool_t *pool = &ctx->pools[u->ep->index];
+    mg_upstream_pool_t *pool = &ctx->pools[u->ep->pool];
     const mg_cluster_conf_t *cl = u->ep->cluster;
 
     if (u->is_h2) {
@@ -179,7 +179,7 @@ mg_upstream_close_idle(mg_ctx_t *ctx)
 {
     unsigned i;
 
-    for (i = 0; i < ctx->snap->nendpoints; i++) {
+    for (i = 0; i < ctx->snap->npools; i++) {
         while (ctx->pools[i].idle != NULL) {
             mg_upstream_close(ctx->pools[i].idle);
         }
@@ -188,9 +188,9 @@ mg_upstream_close_idle(mg_ctx_t *ctx)
 }
 
 int
-mg_upstream_tls_start(mg_io_t *io, const mg_cluster_conf_t *cl)
+mg_upstream_tls_start(mg_io_t *io, const mg_endpoint_conf_t *ep)
 {
-    SSL *ssl = SSL_new(cl->tls);
+    SSL *ssl = SSL_new(ep->tls);
 
     if (ssl == NULL) {
         return MG_ERROR;
@@ -199,9 +199,9 @@ mg_upstream_tls_start(mg_io_t *io, const mg_cluster_conf_t *cl)
     if (SSL_set_fd(ssl, io->fd) != 1) {
         return MG_ERROR;
     }
-    if (cl->tls_sni != NULL) {
-        if (SSL_set_tlsext_host_name(ssl, cl->tls_sni) != 1
-            || SSL_set1_host(ssl, cl->tls_sni) != 1) {
+    if (ep->tls_sni != NULL) {
+        if (SSL_set_tlsext_host_name(ssl, ep->tls_sni) != 1
+            || SSL_set1_host(ssl, ep->tls_sni) != 1) {
             return MG_ERROR;
         }
     }

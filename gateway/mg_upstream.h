@@ -87,7 +87,7 @@ void mg_upstream_close(mg_uconn_t *u);
  * their last stream is done. */
 void mg_upstream_close_idle(mg_ctx_t *ctx);
 
-/* Starts TLS on |io| towards an endpoint of |cl| (SNI, name check). */
-int mg_upstream_tls_start(mg_io_t *io, const mg_cluster_conf_t *cl);
+/* Starts TLS on |io| towards |ep| (SNI, name check). */
+int mg_upstream_tls_start(mg_io_t *io, const mg_endpoint_conf_t *ep);
 
 #endif /* MG_UPSTREAM_H */

@@ -1,0 +1,188 @@
+/*
+ * Unit tests of load balancing over priority levels: the spill arithmetic
+ * (overprovisioning factor 1.4), level choice by health over many picks,
+ * local-only picks, exclusion of tried endpoints and the panic mode when
+ * nothing is healthy.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "mg_lb.h"
+#include "mg_shm.h"
+#include "mg_snapshot.h"
+#include "tap.h"
+
+static void
+loads(unsigned n, const unsigned *healthy, const unsigned *total,
+      unsigned *out)
+{
+    mg_lb_priority_loads(healthy, total, n, out);
+}
+
+static void
+test_loads(void)
+{
+    unsigned l[4];
+
+    loads(2, (unsigned[]){ 4, 1 }, (unsigned[]){ 4, 1 }, l);
+    ok(l[0] == 100 && l[1] == 0, "all local healthy: 100/0 (%u/%u)", l[0],
+       l[1]);
+    loads(2, (unsigned[]){ 1, 1 }, (unsigned[]){ 2, 1 }, l);
+    ok(l[0] == 70 && l[1] == 30, "half local healthy: 70/30 (%u/%u)", l[0],
+       l[1]);
+    loads(2, (unsigned[]){ 3, 1 }, (unsigned[]){ 4, 1 }, l);
+    ok(l[0] == 100 && l[1] == 0,
+       "75%% healthy x 1.4 > 100%%: no spill (%u/%u)", l[0], l[1]);
+    loads(2, (unsigned[]){ 1, 1 }, (unsigned[]){ 5, 1 }, l);
+    ok(l[0] == 28 && l[1] == 72, "20%% healthy: 28/72 (%u/%u)", l[0], l[1]);
+    loads(2, (unsigned[]){ 0, 1 }, (unsigned[]){ 3, 1 }, l);
+    ok(l[0] == 0 && l[1] == 100, "nothing local: all to the next (%u/%u)",
+       l[0], l[1]);
+    loads(3, (unsigned[]){ 0, 0, 1 }, (unsigned[]){ 2, 1, 1 }, l);
+    ok(l[0] == 0 && l[1] == 0 && l[2] == 100,
+       "local and first region down: all to the second (%u/%u/%u)", l[0],
+       l[1], l[2]);
+    loads(3, (unsigned[]){ 1, 0, 1 }, (unsigned[]){ 5, 1, 1 }, l);
+    ok(l[0] == 28 && l[1] == 0 && l[2] == 72,
+       "a level with nothing healthy is skipped (%u/%u/%u)", l[0], l[1],
+       l[2]);
+    /* Both partly healthy, 28 + 70 < 100: shares in proportion. */
+    loads(2, (unsigned[]){ 1, 1 }, (unsigned[]){ 5, 2 }, l);
+    ok(l[0] + l[1] == 100 && l[0] >= 28 && l[0] <= 29,
+       "28 %% and 70 %% of health share 100 %% (%u/%u)", l[0], l[1]);
+    loads(2, (unsigned[]){ 0, 0 }, (unsigned[]){ 2, 1 }, l);
+    ok(l[0] == 100 && l[1] == 0, "nothing healthy anywhere: level 0 (%u/%u)",
+       l[0], l[1]);
+    loads(1, (unsigned[]){ 0 }, (unsigned[]){ 0 }, l);
+    is_int(l[0], 100, "a single empty level still gets the whole share");
+}
+
+/* A cluster: two local endpoints, then two regions' front proxies. */
+static mg_endpoint_conf_t local[2], remote1[1], remote2[1];
+static mg_priority_t levels[3];
+static mg_cluster_conf_t cl;
+static mg_health_check_conf_t hc;
+static mg_region_conf_t regions[2];
+
+static void
+cluster_init(void)
+{
+    unsigned i;
+    mg_endpoint_conf_t *all[4] = { &local[0], &local[1], &remote1[0],
+                                   &remote2[0] };
+
+    memset(&cl, 0, sizeof(cl));
+    cl.name = "users";
+    cl.lb = MG_LB_ROUND_ROBIN;
+    cl.priorities = levels;
+    cl.npriorities = 3;
+    cl.nendpoints = 4;
+    levels[0] = (mg_priority_t){ local, 2, 2, NULL };
+    levels[1] = (mg_priority_t){ remote1, 1, 1, &regions[0] };
+    levels[2] = (mg_priority_t){ remote2, 1, 1, &regions[1] };
+    regions[0].name = "b";
+    regions[1].name = "c";
+    for (i = 0; i < 4; i++) {
+        memset(all[i], 0, sizeof(*all[i]));
+        all[i]->weight = 1;
+        all[i]->index = i;
+        all[i]->pos = i;
+        all[i]->priority = i < 2 ? 0 : i - 1;
+        all[i]->cluster = &cl;
+        all[i]->health_check = &hc;
+        all[i]->health_slot = i;
+        all[i]->address = i == 0 ? "a1" : i == 1 ? "a2" : i == 2 ? "b" : "c";
+    }
+    remote1[0].region = &regions[0];
+    remote2[0].region = &regions[1];
+}
+
+static void
+health(unsigned slot, int up)
+{
+    mg_shm_set_health(slot, up ? MG_HEALTH_HEALTHY : MG_HEALTH_UNHEALTHY);
+}
+
+/* How many of |n| picks land on each endpoint (by pos). */
+static void
+spread(mg_lb_state_t *st, unsigned n, uint64_t exclude, unsigned mode,
+       unsigned counts[5])
+{
+    const mg_endpoint_conf_t *ep;
+    unsigned active[4] = { 0 }, i;
+
+    memset(counts, 0, 5 * sizeof(unsigned));
+    for (i = 0; i < n; i++) {
+        ep = mg_lb_pick(st, &cl, active, exclude, mode);
+        counts[ep ? ep->pos : 4]++;
+    }
+}
+
+static void
+test_pick(void)
+{
+    mg_lb_state_t st;
+    unsigned c[5];
+
+    memset(&st, 0, sizeof(st));
+    st.rng = 12345;
+    cluster_init();
+    ok(mg_shm_create() == MG_OK, "the shared health table is mapped");
+
+    spread(&st, 1000, 0, MG_LB_ANY, c);
+    ok(c[0] == 500 && c[1] == 500 && c[2] == 0 && c[3] == 0,
+       "unknown health counts as healthy: all local, round robin "
+       "(%u %u %u %u)", c[0], c[1], c[2], c[3]);
+
+    health(0, 1);
+    health(1, 0);
+    health(2, 1);
+    health(3, 1);
+    spread(&st, 10000, 0, MG_LB_ANY, c);
+    ok(c[1] == 0, "the unhealthy local endpoint gets nothing (%u)", c[1]);
+    ok(c[0] > 6700 && c[0] < 7300 && c[2] > 2700 && c[2] < 3300 && c[3] == 0,
+       "half local healthy: about 70 %% stay, 30 %% spill to the first "
+       "region (%u %u %u)", c[0], c[2], c[3]);
+
+    health(0, 0);
+    spread(&st, 1000, 0, MG_LB_ANY, c);
+    ok(c[2] == 1000, "no local endpoint healthy: all to region b (%u)", c[2]);
+
+    health(2, 0);
+    spread(&st, 1000, 0, MG_LB_ANY, c);
+    ok(c[3] == 1000, "region b down too: all to region c (%u)", c[3]);
+
+    spread(&st, 10, 0, MG_LB_LOCAL_ONLY, c);
+    ok(c[4] == 10, "local only with nothing healthy locally: no pick (%u)",
+       c[4]);
+
+    health(3, 0);
+    spread(&st, 8, 0, MG_LB_ANY, c);
+    ok(c[4] == 0 && c[0] + c[1] == 8,
+       "nothing healthy anywhere: panic, level 0 is tried (%u %u)", c[0],
+       c[1]);
+
+    health(0, 1);
+    health(1, 1);
+    health(2, 1);
+    health(3, 1);
+    spread(&st, 100, (1 << 0) | (1 << 1), MG_LB_ANY, c);
+    ok(c[2] == 100, "both local endpoints tried: the retry goes to region b "
+       "(%u)", c[2]);
+    spread(&st, 100, (1 << 0) | (1 << 1) | (1 << 2), MG_LB_ANY, c);
+    ok(c[3] == 100, "and then to region c (%u)", c[3]);
+    spread(&st, 10, 0xf, MG_LB_ANY, c);
+    ok(c[4] == 10, "everything tried: no pick (%u)", c[4]);
+    spread(&st, 10, 1 << 0, MG_LB_LOCAL_ONLY, c);
+    ok(c[1] == 10, "local only skips the tried endpoint (%u)", c[1]);
+}
+
+int
+main(void)
+{
+    test_loads();
+    test_pick();
+    return done_testing();
+}
