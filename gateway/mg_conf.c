@@ -211,7 +211,8 @@ static const conf_key_t conf_redirect_keys[XK_N] = {
 enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
     CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_KEEPALIVE_INTERVAL,
-    CK_KEEPALIVE_TIMEOUT, CK_OUT_OF_ZONE, CK_HEALTH_CHECK, CK_RETRY, CK_N
+    CK_KEEPALIVE_TIMEOUT, CK_OUT_OF_ZONE, CK_HEALTH_CHECK, CK_RETRY,
+    CK_OUTLIER, CK_BREAKERS, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -231,6 +232,31 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_OUT_OF_ZONE] = CK_STRS("out_of_zone"),
     [CK_HEALTH_CHECK] = CK_GROUP("health_check"),
     [CK_RETRY] = CK_GROUP("retry"),
+    [CK_OUTLIER] = CK_GROUP("outlier"),
+    [CK_BREAKERS] = CK_GROUP("circuit_breakers"),
+};
+
+/* outlier = { ... } of a cluster. */
+enum {
+    OK_5XX, OK_GATEWAY, OK_BASE, OK_MAX, OK_PERCENT, OK_N
+};
+
+static const conf_key_t conf_outlier_keys[OK_N] = {
+    [OK_5XX] = CK_INT("consecutive_5xx", 0, 1000, 5),
+    [OK_GATEWAY] = CK_INT("consecutive_gateway_failure", 0, 1000, 5),
+    [OK_BASE] = CK_SECS("base_ejection_time", 30),
+    [OK_MAX] = CK_SECS("max_ejection_time", 300),
+    [OK_PERCENT] = CK_INT("max_ejection_percent", 0, 100, 10),
+};
+
+/* circuit_breakers = { ... } of a cluster. */
+enum { BK_CONNECTIONS, BK_PENDING, BK_REQUESTS, BK_RETRIES, BK_N };
+
+static const conf_key_t conf_breaker_keys[BK_N] = {
+    [BK_CONNECTIONS] = CK_INT("max_connections", 1, 10000000, 1024),
+    [BK_PENDING] = CK_INT("max_pending", 1, 10000000, 1024),
+    [BK_REQUESTS] = CK_INT("max_requests", 1, 10000000, 1024),
+    [BK_RETRIES] = CK_INT("max_retries", 0, 10000000, 3),
 };
 
 /* health_check = { ... } of a cluster or region. */
@@ -2212,6 +2238,38 @@ conf_parse_clusters(conf_ctx_t *ctx)
             conf_parse_retry(ctx, v[CK_RETRY].s, &cl->retry);
         } else {
             conf_retry_defaults(&cl->retry);
+        }
+        {
+            conf_val_t b[BK_N];
+
+            if (v[CK_BREAKERS].s != NULL) {
+                conf_group(ctx, v[CK_BREAKERS].s, "circuit_breakers",
+                           conf_breaker_keys, BK_N, b);
+            } else {
+                conf_defaults(conf_breaker_keys, BK_N, b);
+            }
+            cl->breakers.max_connections = (unsigned)b[BK_CONNECTIONS].i;
+            cl->breakers.max_pending = (unsigned)b[BK_PENDING].i;
+            cl->breakers.max_requests = (unsigned)b[BK_REQUESTS].i;
+            cl->breakers.max_retries = (unsigned)b[BK_RETRIES].i;
+        }
+        if (v[CK_OUTLIER].s != NULL) {
+            conf_val_t o[OK_N];
+            mg_outlier_conf_t *oc = conf_alloc(ctx->pool, sizeof(*oc));
+
+            conf_group(ctx, v[CK_OUTLIER].s, "outlier", conf_outlier_keys,
+                       OK_N, o);
+            oc->consecutive_5xx = (unsigned)o[OK_5XX].i;
+            oc->consecutive_gateway = (unsigned)o[OK_GATEWAY].i;
+            oc->base_ejection_time = o[OK_BASE].num;
+            oc->max_ejection_time = o[OK_MAX].num;
+            oc->max_ejection_percent = (unsigned)o[OK_PERCENT].i;
+            if (oc->max_ejection_time < oc->base_ejection_time) {
+                conf_error(ctx, o[OK_MAX].s ? o[OK_MAX].s : v[CK_OUTLIER].s,
+                           "outlier max_ejection_time must be at least "
+                           "base_ejection_time");
+            }
+            cl->outlier = oc;
         }
         if (v[CK_OUT_OF_ZONE].s != NULL) {
             conf_ooz_t *o = conf_alloc(ctx->tmp, sizeof(*o));

@@ -63,6 +63,28 @@ typedef struct mg_retry_conf_s {
                                    * 3 at any time) */
 } mg_retry_conf_t;
 
+/* Passive outlier detection: endpoints that keep failing are ejected for a
+ * while (per worker, from what that worker sees). */
+typedef struct mg_outlier_conf_s {
+    unsigned consecutive_5xx;     /* 0 = off; default 5 */
+    unsigned consecutive_gateway; /* 502/503/504 and connection failures,
+                                   * 0 = off; default 5 */
+    double base_ejection_time;    /* times the number of ejections, 30 s */
+    double max_ejection_time;     /* cap, 300 s */
+    unsigned max_ejection_percent; /* of a level's endpoints, default 10 (at
+                                   * least one may always go) */
+} mg_outlier_conf_t;
+
+/* Circuit breakers of a cluster, for each priority level. The limits are
+ * for the whole instance; each worker enforces its share (limit / workers,
+ * rounded up), so a crashed worker never leaves a count behind. */
+typedef struct mg_breakers_conf_s {
+    unsigned max_connections;     /* upstream connections, default 1024 */
+    unsigned max_pending;         /* requests waiting for a connection */
+    unsigned max_requests;        /* requests in flight, default 1024 */
+    unsigned max_retries;         /* requests being retried, default 3 */
+} mg_breakers_conf_t;
+
 /* Another region, reached through its front proxy. */
 typedef struct mg_region_conf_s {
     const char *name;
@@ -128,6 +150,8 @@ struct mg_cluster_conf_s {
     const char *tls_sni;          /* server name sent, NULL = none */
     const mg_health_check_conf_t *health_check; /* NULL: none */
     mg_retry_conf_t retry;
+    const mg_outlier_conf_t *outlier; /* NULL: no passive ejection */
+    mg_breakers_conf_t breakers;
     unsigned nendpoints;          /* across its levels */
     const char *file;             /* where it was defined */
     int line;
