@@ -53,12 +53,25 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
                      sizeof(*ctx->lb));
     ctx->retrying = calloc(snap->nclusters ? snap->nclusters : 1,
                            sizeof(*ctx->retrying));
+    ctx->overflows = calloc(snap->nclusters ? snap->nclusters : 1,
+                            sizeof(*ctx->overflows));
+    ctx->conns = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                        sizeof(*ctx->conns));
+    ctx->pending = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                          sizeof(*ctx->pending));
+    ctx->outlier = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                          sizeof(*ctx->outlier));
+    ctx->ejected_until = calloc(snap->nendpoints ? snap->nendpoints : 1,
+                                sizeof(*ctx->ejected_until));
     ctx->access_logs = calloc(snap->nlisteners ? snap->nlisteners : 1,
                               sizeof(*ctx->access_logs));
     ctx->req = malloc(sizeof(*ctx->req));
     ctx->resp = malloc(sizeof(*ctx->resp));
     if (ctx->pools == NULL || ctx->active == NULL || ctx->lb == NULL
-        || ctx->retrying == NULL
+        || ctx->retrying == NULL || ctx->overflows == NULL
+        || ctx->conns == NULL || ctx->pending == NULL
+        || ctx->outlier == NULL
+        || ctx->ejected_until == NULL
         || ctx->access_logs == NULL || ctx->req == NULL || ctx->resp == NULL) {
         return MG_ERROR;
     }
@@ -118,6 +131,11 @@ mg_ctx_destroy(mg_ctx_t *ctx)
     free(ctx->pools);
     free(ctx->active);
     free(ctx->retrying);
+    free(ctx->overflows);
+    free(ctx->conns);
+    free(ctx->pending);
+    free(ctx->outlier);
+    free(ctx->ejected_until);
     free(ctx->lb);
     free(ctx->access_logs);
     free(ctx->req);

@@ -16,6 +16,13 @@
 
 typedef void (*mg_ctx_empty_cb)(mg_ctx_t *ctx);
 
+/* Passive outlier detection of one endpoint, as this worker sees it. */
+typedef struct mg_outlier_state_s {
+    unsigned consecutive_5xx;
+    unsigned consecutive_gateway; /* 502-504, failed connections, resets */
+    unsigned ejections;           /* so far: each lasts longer */
+} mg_outlier_state_t;
+
 struct mg_ctx_s {
     struct ev_loop *loop;
     const mg_snapshot_t *snap;
@@ -34,6 +41,14 @@ struct mg_ctx_s {
     unsigned *active;             /* [snap->nendpoints] active requests */
     unsigned *retrying;           /* [snap->nclusters] requests that were
                                    * retried and are still active */
+    unsigned *conns;              /* [snap->nendpoints] upstream connections
+                                   * open (HTTP/2 ones count once) */
+    unsigned *pending;            /* [snap->nendpoints] requests waiting for
+                                   * their connection to be made */
+    mg_outlier_state_t *outlier;  /* [snap->nendpoints] */
+    double *ejected_until;        /* [snap->nendpoints] on the loop's clock */
+    uint64_t *overflows;          /* [snap->nclusters] circuit breakers that
+                                   * turned a request away */
     mg_lb_state_t *lb;            /* [snap->nclusters] */
     mg_access_log_t *access_logs; /* [snap->nlisteners] */
     uint64_t request_seq;

@@ -147,6 +147,9 @@ h2up_free(mg_h2up_t *h)
 
     h2up_unlink(h);
     h2up_dirty_unlink(h);
+    if (h->ctx->conns[h->ep->index] > 0) {
+        h->ctx->conns[h->ep->index]--;
+    }
     if (h->aprev != NULL) {
         h->aprev->anext = h->anext;
     } else {
@@ -932,6 +935,7 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         free(h);
         return NULL;
     }
+    ctx->conns[ep->index]++;   /* circuit breakers count connections */
     h->anext = h2up_all;
     if (h2up_all != NULL) {
         h2up_all->aprev = h;

@@ -38,24 +38,34 @@ mg_lb_priority_loads(const unsigned *healthy, const unsigned *total,
     load[first] += left;
 }
 
+int
+mg_lb_available(const mg_endpoint_conf_t *ep, const mg_lb_view_t *v)
+{
+    if (v->ejected_until != NULL && v->ejected_until[ep->index] > v->now) {
+        return 0;
+    }
+    return mg_shm_healthy(ep);
+}
+
 static int
-lb_skip(uint64_t exclude, const mg_endpoint_conf_t *ep, int panic)
+lb_skip(uint64_t exclude, const mg_endpoint_conf_t *ep, const mg_lb_view_t *v,
+        int panic)
 {
     if (ep->pos < 64 && (exclude & ((uint64_t)1 << ep->pos))) {
         return 1;
     }
-    return !panic && !mg_shm_healthy(ep);
+    return !panic && !mg_lb_available(ep, v);
 }
 
 static const mg_endpoint_conf_t *
 lb_round_robin(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
-               uint64_t exclude, int panic)
+               const mg_lb_view_t *v, uint64_t exclude, int panic)
 {
     unsigned i, n = pr->nendpoints, k;
 
     for (i = 0; i < n; i++) {
         k = (st->next[level] + i) % n;
-        if (!lb_skip(exclude, &pr->endpoints[k], panic)) {
+        if (!lb_skip(exclude, &pr->endpoints[k], v, panic)) {
             st->next[level] = k + 1;
             return &pr->endpoints[k];
         }
@@ -68,18 +78,18 @@ lb_round_robin(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
  * interleaves heavy and light endpoints instead of bursting. */
 static const mg_endpoint_conf_t *
 lb_weighted(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
-            uint64_t exclude, int panic)
+            const mg_lb_view_t *v, uint64_t exclude, int panic)
 {
     const mg_endpoint_conf_t *ep, *best = NULL;
     unsigned i;
     int total = 0;
 
     if (st->current == NULL) {
-        return lb_round_robin(st, level, pr, exclude, panic);
+        return lb_round_robin(st, level, pr, v, exclude, panic);
     }
     for (i = 0; i < pr->nendpoints; i++) {
         ep = &pr->endpoints[i];
-        if (lb_skip(exclude, ep, panic)) {
+        if (lb_skip(exclude, ep, v, panic)) {
             continue;
         }
         st->current[ep->pos] += (int)ep->weight;
@@ -98,7 +108,7 @@ lb_weighted(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
  * endpoints still share the load. */
 static const mg_endpoint_conf_t *
 lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
-                 const unsigned *active, uint64_t exclude, int panic)
+                 const mg_lb_view_t *v, uint64_t exclude, int panic)
 {
     unsigned i, k, n = pr->nendpoints;
     int best = -1;
@@ -106,11 +116,11 @@ lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
 
     for (i = 0; i < n; i++) {
         k = (st->next[level] + i) % n;
-        if (lb_skip(exclude, &pr->endpoints[k], panic)) {
+        if (lb_skip(exclude, &pr->endpoints[k], v, panic)) {
             continue;
         }
         /* active / weight, compared without division. */
-        load = (uint64_t)active[pr->endpoints[k].index] * 1000
+        load = (uint64_t)v->active[pr->endpoints[k].index] * 1000
                / pr->endpoints[k].weight;
         if (best == -1 || load < best_load) {
             best = (int)k;
@@ -126,7 +136,7 @@ lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
 
 static const mg_endpoint_conf_t *
 lb_pick_level(mg_lb_state_t *st, const mg_cluster_conf_t *cl, unsigned level,
-              const unsigned *active, uint64_t exclude, int panic)
+              const mg_lb_view_t *v, uint64_t exclude, int panic)
 {
     const mg_priority_t *pr = &cl->priorities[level];
 
@@ -135,11 +145,11 @@ lb_pick_level(mg_lb_state_t *st, const mg_cluster_conf_t *cl, unsigned level,
     }
     switch (cl->lb) {
     case MG_LB_WEIGHTED_ROUND_ROBIN:
-        return lb_weighted(st, level, pr, exclude, panic);
+        return lb_weighted(st, level, pr, v, exclude, panic);
     case MG_LB_LEAST_REQUEST:
-        return lb_least_request(st, level, pr, active, exclude, panic);
+        return lb_least_request(st, level, pr, v, exclude, panic);
     default:
-        return lb_round_robin(st, level, pr, exclude, panic);
+        return lb_round_robin(st, level, pr, v, exclude, panic);
     }
 }
 
@@ -157,7 +167,7 @@ lb_random(mg_lb_state_t *st)
 
 const mg_endpoint_conf_t *
 mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
-           const unsigned *active, uint64_t exclude, unsigned mode)
+           const mg_lb_view_t *v, uint64_t exclude, unsigned mode)
 {
     unsigned healthy[MG_LB_MAX_LEVELS] = { 0 }, total[MG_LB_MAX_LEVELS] = { 0 };
     unsigned load[MG_LB_MAX_LEVELS];
@@ -165,17 +175,17 @@ mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
     const mg_endpoint_conf_t *ep;
 
     if (mode == MG_LB_LOCAL_ONLY || n == 1) {
-        ep = lb_pick_level(st, cl, 0, active, exclude, 0);
+        ep = lb_pick_level(st, cl, 0, v, exclude, 0);
         if (ep != NULL || mode != MG_LB_ANY) {
             return ep;
         }
-        return lb_pick_level(st, cl, 0, active, exclude, 1);
+        return lb_pick_level(st, cl, 0, v, exclude, 1);
     }
     for (p = 0; p < n; p++) {
         healthy[p] = 0;
         total[p] = cl->priorities[p].nendpoints;
         for (j = 0; j < total[p]; j++) {
-            healthy[p] += mg_shm_healthy(&cl->priorities[p].endpoints[j]);
+            healthy[p] += mg_lb_available(&cl->priorities[p].endpoints[j], v);
         }
     }
     mg_lb_priority_loads(healthy, total, n, load);
@@ -186,13 +196,13 @@ mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
     /* The chosen level first; when it has nothing left for this request
      * (all tried or down), the next ones, then the earlier ones. */
     for (p = 0; p < n; p++) {
-        ep = lb_pick_level(st, cl, (level + p) % n, active, exclude, 0);
+        ep = lb_pick_level(st, cl, (level + p) % n, v, exclude, 0);
         if (ep != NULL) {
             return ep;
         }
     }
     for (p = 0; p < n && mode == MG_LB_ANY; p++) {
-        ep = lb_pick_level(st, cl, p, active, exclude, 1);
+        ep = lb_pick_level(st, cl, p, v, exclude, 1);
         if (ep != NULL) {
             return ep;
         }

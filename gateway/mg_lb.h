@@ -15,6 +15,13 @@
 #define MG_LB_OVERPROVISION 140     /* percent: the factor 1.4 */
 #define MG_LB_MAX_LEVELS    16
 
+/* What a worker knows of the endpoints, indexed by endpoint->index. */
+typedef struct mg_lb_view_s {
+    const unsigned *active;       /* requests in flight (least request) */
+    const double *ejected_until;  /* outlier ejection ends, or NULL */
+    double now;                   /* the worker's clock, as ejected_until */
+} mg_lb_view_t;
+
 typedef struct mg_lb_state_s {
     unsigned next[MG_LB_MAX_LEVELS]; /* round robin cursor per level */
     int *current;                 /* smooth WRR running weights, one per
@@ -41,14 +48,17 @@ enum {
 /*
  * Picks an endpoint of |cl|, skipping those whose bit is set in |exclude|
  * (bit i = the endpoint with pos i; past 64 never excluded) and those
- * health checks found down. |active| is the per-endpoint count of active
- * requests indexed by endpoint->index (least request). When every level is
+ * health checks found down or outlier detection ejected (|v|). When every
+ * level is
  * unhealthy, any endpoint not excluded may be tried (panic), only with
  * MG_LB_ANY. NULL when nothing is left.
  */
 const mg_endpoint_conf_t *mg_lb_pick(mg_lb_state_t *st,
                                      const mg_cluster_conf_t *cl,
-                                     const unsigned *active,
+                                     const mg_lb_view_t *v,
                                      uint64_t exclude, unsigned mode);
+
+/* Whether |ep| may take requests: healthy and not ejected. */
+int mg_lb_available(const mg_endpoint_conf_t *ep, const mg_lb_view_t *v);
 
 #endif /* MG_LB_H */

@@ -124,11 +124,28 @@ client_timer_set(mg_client_t *c, double seconds)
     }
 }
 
+/* Whether the request waits for its connection to be made: counted for
+ * the max_pending circuit breaker. */
+static void
+client_set_pending(mg_client_t *c, int pending)
+{
+    if (c->pending == (unsigned)pending || c->ep == NULL) {
+        return;
+    }
+    c->pending = pending ? 1 : 0;
+    if (pending) {
+        c->ctx->pending[c->ep->index]++;
+    } else if (c->ctx->pending[c->ep->index] > 0) {
+        c->ctx->pending[c->ep->index]--;
+    }
+}
+
 static void
 client_detach_upstream(mg_client_t *c, int reuse)
 {
     mg_uconn_t *u = c->u;
 
+    client_set_pending(c, 0);
     if (u == NULL) {
         return;
     }
@@ -1334,6 +1351,8 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
     c->ep = ep;
     u->owner = c;
     ctx->active[ep->index]++;
+    client_set_pending(c, u->connecting
+                              || (ep->tls != NULL && !u->io.handshake_done));
     if (!u->connecting && proxy_mark_cross_region(c, ep) != MG_OK) {
         proxy_fail(c, 431, "request head too large to forward\n");
         return;
@@ -1516,6 +1535,110 @@ upstream_handshake(mg_client_t *c)
     proxy_attach(c, u, u->ep);
 }
 
+/* This worker's share of an instance-wide limit. */
+static unsigned
+proxy_share(const mg_ctx_t *ctx, unsigned limit)
+{
+    unsigned w = ctx->workers ? ctx->workers : 1;
+
+    return (limit + w - 1) / w;
+}
+
+/* The circuit breaker |ep|'s level of its cluster would trip for one more
+ * request, by name, or NULL. */
+static const char *
+proxy_breaker_tripped(const mg_client_t *c, const mg_endpoint_conf_t *ep)
+{
+    const mg_ctx_t *ctx = c->ctx;
+    const mg_cluster_conf_t *cl = ep->cluster;
+    const mg_breakers_conf_t *b = &cl->breakers;
+    const mg_priority_t *pr = &cl->priorities[ep->priority];
+    unsigned requests = 0, conns = 0, pending = 0, j;
+
+    for (j = 0; j < pr->nendpoints; j++) {
+        requests += ctx->active[pr->endpoints[j].index];
+        conns += ctx->conns[pr->endpoints[j].index];
+        pending += ctx->pending[pr->endpoints[j].index];
+    }
+    if (requests >= proxy_share(ctx, b->max_requests)) {
+        return "max_requests";
+    }
+    /* Connections: only when this request would need a new one. */
+    if (conns >= proxy_share(ctx, b->max_connections)
+        && (ep->protocol != MG_PROTO_HTTP1
+                ? ctx->pools[ep->pool].h2 == NULL
+                : ctx->pools[ep->pool].idle == NULL || c->no_pool)) {
+        return "max_connections";
+    }
+    if (pending >= proxy_share(ctx, b->max_pending)) {
+        return "max_pending";
+    }
+    if (c->retried && ctx->retrying[cl->index]
+                          > proxy_share(ctx, b->max_retries)) {
+        return "max_retries";
+    }
+    return NULL;
+}
+
+/* Passive outlier detection: what |ep| just did for a request. |status|
+ * is the response status, or 0 for a failed connection, reset or
+ * timeout. */
+static void
+proxy_outlier(mg_client_t *c, const mg_endpoint_conf_t *ep, unsigned status)
+{
+    mg_ctx_t *ctx = c->ctx;
+    const mg_outlier_conf_t *oc = ep->cluster->outlier;
+    mg_outlier_state_t *st = &ctx->outlier[ep->index];
+    const mg_priority_t *pr = &ep->cluster->priorities[ep->priority];
+    unsigned ejected = 0, j;
+    double now = ev_now(ctx->loop), t;
+    const char *why;
+
+    if (oc == NULL) {
+        return;
+    }
+    if (status != 0 && status < 500) {
+        st->consecutive_5xx = st->consecutive_gateway = 0;
+        return;
+    }
+    st->consecutive_5xx++;
+    if (status == 0 || (status >= 502 && status <= 504)) {
+        st->consecutive_gateway++;
+    } else {
+        st->consecutive_gateway = 0;
+    }
+    if (oc->consecutive_5xx > 0 && st->consecutive_5xx >= oc->consecutive_5xx) {
+        why = "5xx";
+    } else if (oc->consecutive_gateway > 0
+               && st->consecutive_gateway >= oc->consecutive_gateway) {
+        why = "gateway failures";
+    } else {
+        return;
+    }
+    if (ctx->ejected_until[ep->index] > now) {
+        return;
+    }
+    for (j = 0; j < pr->nendpoints; j++) {
+        ejected += ctx->ejected_until[pr->endpoints[j].index] > now;
+    }
+    /* max_ejection_percent of the level, but one may always go. */
+    if (ejected > 0 && ejected * 100 >= oc->max_ejection_percent
+                                            * pr->nendpoints) {
+        return;
+    }
+    st->ejections++;
+    t = mg_min(oc->max_ejection_time,
+               oc->base_ejection_time * (double)st->ejections);
+    ctx->ejected_until[ep->index] = now + t;
+    mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
+                 "outlier detection: endpoint %s of cluster %s ejected for "
+                 "%.1f s after %u consecutive %s (ejection %u)", ep->address,
+                 ep->cluster->name, t, why[0] == '5' ? st->consecutive_5xx
+                                                     : st->consecutive_gateway,
+                 why, st->ejections);
+    st->consecutive_5xx = st->consecutive_gateway = 0;
+}
+
 static void
 proxy_connect(mg_client_t *c)
 {
@@ -1527,14 +1650,41 @@ proxy_connect(mg_client_t *c)
     char msg[256];
     unsigned max = cl->retry.on & MG_RETRY_CONNECT_FAILURE
                        ? cl->retry.attempts : 1;
+    mg_lb_view_t view;
+    const char *limit;
 
     while (c->attempts < max) {
-        ep = mg_lb_pick(&ctx->lb[cl->index], cl, ctx->active, c->tried,
+        view.active = ctx->active;
+        view.ejected_until = ctx->ejected_until;
+        view.now = ev_now(ctx->loop);
+        ep = mg_lb_pick(&ctx->lb[cl->index], cl, &view, c->tried,
                         c->local_only ? MG_LB_LOCAL_ONLY
                         : c->retried  ? MG_LB_HEALTHY_ONLY
                                       : MG_LB_ANY);
         if (ep == NULL) {
             break;
+        }
+        limit = proxy_breaker_tripped(c, ep);
+        if (limit != NULL) {
+            ctx->overflows[cl->index]++;
+            mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                         "circuit breaker %s of cluster %s (level %u) is "
+                         "open, client: %s", limit, cl->name, ep->priority,
+                         c->client_ip);
+            snprintf(msg, sizeof(msg), "upstream overflow: circuit breaker "
+                     "%s of cluster %s\n", limit, cl->name);
+            c->ep = NULL;
+            if (c->grpc || c->resp_head_done) {
+                proxy_fail(c, 503, msg);
+            } else {
+                client_detach_upstream(c, 0);
+                if (!c->req_body_done) {
+                    c->closing = 1;
+                }
+                client_respond(c, 503, "text/plain", msg, strlen(msg),
+                               "x-meshgate-error: overflow\r\n");
+            }
+            return;
         }
         c->attempts++;
         if (ep->protocol != MG_PROTO_HTTP1) {
@@ -1607,6 +1757,7 @@ proxy_connect_failed(mg_client_t *c, int err)
     mg_log_error(MG_LOG_WARN, &mg_log, err,
                  "connect() to %s failed, cluster: %s, client: %s",
                  c->ep->address, cl->name, c->client_ip);
+    proxy_outlier(c, c->ep, 0);
     if (c->ep->pos < 64) {
         c->tried |= (uint64_t)1 << c->ep->pos;
     }
@@ -1652,6 +1803,7 @@ proxy_may_retry(mg_client_t *c, unsigned status)
 
     const mg_cluster_conf_t *cl = c->route->cluster;
     unsigned active = 0, p, j, allowed;
+    mg_lb_view_t view;
 
     if (c->attempts >= rc->attempts || !c->replayable || c->uhead == NULL
         || c->resp_head_done) {
@@ -1670,7 +1822,10 @@ proxy_may_retry(mg_client_t *c, unsigned status)
     }
     /* Only when a healthy endpoint not tried yet is left: otherwise what
      * this one said is the best answer there is. */
-    if (mg_lb_pick(&c->ctx->lb[cl->index], cl, c->ctx->active,
+    view.active = c->ctx->active;
+    view.ejected_until = c->ctx->ejected_until;
+    view.now = ev_now(c->ctx->loop);
+    if (mg_lb_pick(&c->ctx->lb[cl->index], cl, &view,
                    c->tried | (c->ep != NULL && c->ep->pos < 64
                                    ? (uint64_t)1 << c->ep->pos : 0),
                    c->local_only ? MG_LB_LOCAL_ONLY : MG_LB_HEALTHY_ONLY)
@@ -1787,7 +1942,10 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
 
     if (c->u != NULL && c->u->reused && safe_method
         && proxy_replay(c, 1) == MG_OK) {
-        return;
+        return;   /* a stale pooled connection: not the endpoint's fault */
+    }
+    if (c->ep != NULL) {
+        proxy_outlier(c, c->ep, 0);
     }
     if (proxy_may_retry(c, 0)) {
         proxy_retry(c, what);
@@ -2852,6 +3010,9 @@ proxy_upstream_parse(mg_client_t *c)
             proxy_upstream_lost(c, 0, "switched protocols unasked");
             return;
         }
+        if (c->ep != NULL) {
+            proxy_outlier(c, c->ep, resp->status);
+        }
         if (proxy_may_retry(c, resp->status)
             && !proxy_final_answer(resp)) {
             char why[32];
@@ -3178,6 +3339,9 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     if (u->connecting || (u->io.ssl != NULL && !u->io.handshake_done)) {
         proxy_connect_failed(c, ETIMEDOUT);
         return;
+    }
+    if (!c->resp_head_done && c->ep != NULL) {
+        proxy_outlier(c, c->ep, 0);
     }
     if (!c->resp_head_done && proxy_may_retry(c, 504)) {
         proxy_retry(c, "timed out");

@@ -104,6 +104,7 @@ struct mg_client_s {
     unsigned local_only:1;        /* from another region: local endpoints
                                    * only, never forwarded again */
     unsigned retried:1;           /* counted in ctx->retrying */
+    unsigned pending:1;           /* counted in ctx->pending */
     int body_err;                 /* MG_H1_ERR_* of a malformed body that an
                                    * HTTP/2 upstream stream was reset for */
 

@@ -51,6 +51,9 @@ mg_upstream_close(mg_uconn_t *u)
     ev_io_stop(loop, &u->rev);
     ev_io_stop(loop, &u->wev);
     ev_timer_stop(loop, &u->timer);
+    if (u->ctx->conns[u->ep->index] > 0) {
+        u->ctx->conns[u->ep->index]--;
+    }
     mg_io_close(&u->io);
     mg_buf_put(&u->ctx->bufs, u->in);
     free(u);
@@ -129,6 +132,7 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     u->ctx = ctx;
     u->ep = ep;
     u->connecting = in_progress;
+    ctx->conns[ep->index]++;   /* circuit breakers count connections */
     ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);
     ev_io_init(&u->wev, upstream_on_idle_read, fd, EV_WRITE);
     ev_init(&u->timer, upstream_on_idle_timeout);

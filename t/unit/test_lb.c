@@ -112,10 +112,11 @@ spread(mg_lb_state_t *st, unsigned n, uint64_t exclude, unsigned mode,
 {
     const mg_endpoint_conf_t *ep;
     unsigned active[4] = { 0 }, i;
+    mg_lb_view_t view = { active, NULL, 0 };
 
     memset(counts, 0, 5 * sizeof(unsigned));
     for (i = 0; i < n; i++) {
-        ep = mg_lb_pick(st, &cl, active, exclude, mode);
+        ep = mg_lb_pick(st, &cl, &view, exclude, mode);
         counts[ep ? ep->pos : 4]++;
     }
 }

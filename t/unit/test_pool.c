@@ -99,11 +99,13 @@ test_lb(void)
     unsigned active[3] = { 0, 0, 0 }, hits[3] = { 0, 0, 0 }, i;
     int current[3] = { 0, 0, 0 };
     const mg_endpoint_conf_t *ep;
+    mg_lb_view_t view = { active, NULL, 0 };
 
     memset(eps, 0, sizeof(eps));
     memset(&cl, 0, sizeof(cl));
     for (i = 0; i < 3; i++) {
         eps[i].index = i;
+        eps[i].pos = i;
         eps[i].weight = 1;
     }
     pr.endpoints = eps;
@@ -114,13 +116,13 @@ test_lb(void)
     cl.lb = MG_LB_ROUND_ROBIN;
     memset(&st, 0, sizeof(st));
     for (i = 0; i < 30; i++) {
-        hits[mg_lb_pick(&st, &cl, active, 0)->index]++;
+        hits[mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY)->index]++;
     }
     ok(hits[0] == 10 && hits[1] == 10 && hits[2] == 10,
        "round robin spreads evenly");
-    ep = mg_lb_pick(&st, &cl, active, 1 | 4);
+    ep = mg_lb_pick(&st, &cl, &view, 1 | 4, MG_LB_ANY);
     ok(ep == &eps[1], "excluded endpoints are skipped");
-    ok(mg_lb_pick(&st, &cl, active, 7) == NULL,
+    ok(mg_lb_pick(&st, &cl, &view, 7, MG_LB_ANY) == NULL,
        "nothing is picked when every endpoint is excluded");
 
     cl.lb = MG_LB_WEIGHTED_ROUND_ROBIN;
@@ -131,7 +133,7 @@ test_lb(void)
     st.current = current;
     memset(hits, 0, sizeof(hits));
     for (i = 0; i < 70; i++) {
-        hits[mg_lb_pick(&st, &cl, active, 0)->index]++;
+        hits[mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY)->index]++;
     }
     ok(hits[0] == 50 && hits[1] == 10 && hits[2] == 10,
        "weighted round robin follows the weights (%u/%u/%u)", hits[0],
@@ -141,7 +143,7 @@ test_lb(void)
         char seq[8];
 
         for (i = 0; i < 7; i++) {
-            seq[i] = (char)('a' + mg_lb_pick(&st, &cl, active, 0)->index);
+            seq[i] = (char)('a' + mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY)->index);
         }
         seq[7] = '\0';
         ok(strcmp(seq, "aabacaa") == 0,
@@ -154,15 +156,15 @@ test_lb(void)
     active[0] = 5;
     active[1] = 0;
     active[2] = 3;
-    ok(mg_lb_pick(&st, &cl, active, 0) == &eps[1],
+    ok(mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY) == &eps[1],
        "least request picks the idlest endpoint");
     active[1] = 9;
-    ok(mg_lb_pick(&st, &cl, active, 0) == &eps[2],
+    ok(mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY) == &eps[2],
        "least request follows the counts");
     active[0] = active[1] = active[2] = 0;
     memset(hits, 0, sizeof(hits));
     for (i = 0; i < 30; i++) {
-        hits[mg_lb_pick(&st, &cl, active, 0)->index]++;
+        hits[mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY)->index]++;
     }
     ok(hits[0] == 10 && hits[1] == 10 && hits[2] == 10,
        "least request breaks ties round robin");
