@@ -16,12 +16,6 @@
 
 typedef void (*mg_ctx_empty_cb)(mg_ctx_t *ctx);
 
-/* Passive outlier detection of one endpoint, as this worker sees it. */
-typedef struct mg_outlier_state_s {
-    unsigned consecutive_5xx;
-    unsigned consecutive_gateway; /* 502-504, failed connections, resets */
-    unsigned ejections;           /* so far: each lasts longer */
-} mg_outlier_state_t;
 
 struct mg_ctx_s {
     struct ev_loop *loop;

@@ -209,3 +209,40 @@ mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
     }
     return NULL;
 }
+
+double
+mg_lb_outlier_record(mg_outlier_state_t *st, const mg_outlier_conf_t *oc,
+                     unsigned status, unsigned ejected, unsigned total,
+                     const char **why, unsigned *count)
+{
+    double t;
+
+    if (status != 0 && status < 500) {
+        st->consecutive_5xx = st->consecutive_gateway = 0;
+        return 0;
+    }
+    st->consecutive_5xx++;
+    if (status == 0 || (status >= 502 && status <= 504)) {
+        st->consecutive_gateway++;
+    } else {
+        st->consecutive_gateway = 0;
+    }
+    if (oc->consecutive_5xx > 0 && st->consecutive_5xx >= oc->consecutive_5xx) {
+        *why = "5xx";
+        *count = st->consecutive_5xx;
+    } else if (oc->consecutive_gateway > 0
+               && st->consecutive_gateway >= oc->consecutive_gateway) {
+        *why = "gateway failures";
+        *count = st->consecutive_gateway;
+    } else {
+        return 0;
+    }
+    /* max_ejection_percent of the level, but one may always go. */
+    if (ejected > 0 && ejected * 100 >= oc->max_ejection_percent * total) {
+        return 0;
+    }
+    st->ejections++;
+    st->consecutive_5xx = st->consecutive_gateway = 0;
+    t = oc->base_ejection_time * (double)st->ejections;
+    return t < oc->max_ejection_time ? t : oc->max_ejection_time;
+}

@@ -58,6 +58,25 @@ const mg_endpoint_conf_t *mg_lb_pick(mg_lb_state_t *st,
                                      const mg_lb_view_t *v,
                                      uint64_t exclude, unsigned mode);
 
+/* Passive outlier detection of one endpoint, as one worker sees it. */
+typedef struct mg_outlier_state_s {
+    unsigned consecutive_5xx;
+    unsigned consecutive_gateway; /* 502-504, failed connections, resets */
+    unsigned ejections;           /* so far: each lasts longer */
+} mg_outlier_state_t;
+
+/*
+ * Records what an endpoint just did: |status| of its response, or 0 for a
+ * failed connection, reset or timeout. |ejected| of the |total| endpoints
+ * of its level are ejected now. Returns the seconds it is now ejected for,
+ * or 0; |*why| then names the cause ("5xx" or "gateway failures") and the
+ * state holds the count that caused it until the next call.
+ */
+double mg_lb_outlier_record(mg_outlier_state_t *st,
+                            const mg_outlier_conf_t *oc, unsigned status,
+                            unsigned ejected, unsigned total,
+                            const char **why, unsigned *count);
+
 /* Whether |ep| may take requests: healthy and not ejected. */
 int mg_lb_available(const mg_endpoint_conf_t *ep, const mg_lb_view_t *v);
 

@@ -1588,55 +1588,28 @@ proxy_outlier(mg_client_t *c, const mg_endpoint_conf_t *ep, unsigned status)
 {
     mg_ctx_t *ctx = c->ctx;
     const mg_outlier_conf_t *oc = ep->cluster->outlier;
-    mg_outlier_state_t *st = &ctx->outlier[ep->index];
     const mg_priority_t *pr = &ep->cluster->priorities[ep->priority];
-    unsigned ejected = 0, j;
+    unsigned ejected = 0, count = 0, j;
     double now = ev_now(ctx->loop), t;
-    const char *why;
+    const char *why = "";
 
-    if (oc == NULL) {
-        return;
-    }
-    if (status != 0 && status < 500) {
-        st->consecutive_5xx = st->consecutive_gateway = 0;
-        return;
-    }
-    st->consecutive_5xx++;
-    if (status == 0 || (status >= 502 && status <= 504)) {
-        st->consecutive_gateway++;
-    } else {
-        st->consecutive_gateway = 0;
-    }
-    if (oc->consecutive_5xx > 0 && st->consecutive_5xx >= oc->consecutive_5xx) {
-        why = "5xx";
-    } else if (oc->consecutive_gateway > 0
-               && st->consecutive_gateway >= oc->consecutive_gateway) {
-        why = "gateway failures";
-    } else {
-        return;
-    }
-    if (ctx->ejected_until[ep->index] > now) {
+    if (oc == NULL || ctx->ejected_until[ep->index] > now) {
         return;
     }
     for (j = 0; j < pr->nendpoints; j++) {
         ejected += ctx->ejected_until[pr->endpoints[j].index] > now;
     }
-    /* max_ejection_percent of the level, but one may always go. */
-    if (ejected > 0 && ejected * 100 >= oc->max_ejection_percent
-                                            * pr->nendpoints) {
+    t = mg_lb_outlier_record(&ctx->outlier[ep->index], oc, status, ejected,
+                             pr->nendpoints, &why, &count);
+    if (t <= 0) {
         return;
     }
-    st->ejections++;
-    t = mg_min(oc->max_ejection_time,
-               oc->base_ejection_time * (double)st->ejections);
     ctx->ejected_until[ep->index] = now + t;
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "outlier detection: endpoint %s of cluster %s ejected for "
                  "%.1f s after %u consecutive %s (ejection %u)", ep->address,
-                 ep->cluster->name, t, why[0] == '5' ? st->consecutive_5xx
-                                                     : st->consecutive_gateway,
-                 why, st->ejections);
-    st->consecutive_5xx = st->consecutive_gateway = 0;
+                 ep->cluster->name, t, count, why,
+                 ctx->outlier[ep->index].ejections);
 }
 
 static void

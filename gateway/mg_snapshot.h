@@ -65,7 +65,7 @@ typedef struct mg_retry_conf_s {
 
 /* Passive outlier detection: endpoints that keep failing are ejected for a
  * while (per worker, from what that worker sees). */
-typedef struct mg_outlier_conf_s {
+struct mg_outlier_conf_s {
     unsigned consecutive_5xx;     /* 0 = off; default 5 */
     unsigned consecutive_gateway; /* 502/503/504 and connection failures,
                                    * 0 = off; default 5 */
@@ -73,7 +73,7 @@ typedef struct mg_outlier_conf_s {
     double max_ejection_time;     /* cap, 300 s */
     unsigned max_ejection_percent; /* of a level's endpoints, default 10 (at
                                    * least one may always go) */
-} mg_outlier_conf_t;
+};
 
 /* Circuit breakers of a cluster, for each priority level. The limits are
  * for the whole instance; each worker enforces its share (limit / workers,

@@ -180,10 +180,108 @@ test_pick(void)
     ok(c[1] == 10, "local only skips the tried endpoint (%u)", c[1]);
 }
 
+static void
+test_outlier(void)
+{
+    mg_outlier_conf_t oc = { 3, 2, 10.0, 25.0, 50 };
+    mg_outlier_state_t st;
+    const char *why = "";
+    unsigned count = 0, i;
+    double t;
+
+    memset(&st, 0, sizeof(st));
+    ok(mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count) == 0
+       && mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count) == 0,
+       "two 500s: not yet");
+    t = mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count);
+    ok(t == 10.0 && strcmp(why, "5xx") == 0 && count == 3,
+       "the third consecutive 500 ejects for the base time (%.1f, %s, %u)",
+       t, why, count);
+    ok(st.consecutive_5xx == 0 && st.ejections == 1,
+       "the counts start over after an ejection");
+    mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count);
+    mg_lb_outlier_record(&st, &oc, 200, 0, 4, &why, &count);
+    ok(st.consecutive_5xx == 0, "a success resets the count");
+    ok(mg_lb_outlier_record(&st, &oc, 404, 0, 4, &why, &count) == 0
+       && st.consecutive_5xx == 0, "a 4xx is a success here");
+    t = mg_lb_outlier_record(&st, &oc, 0, 0, 4, &why, &count);
+    ok(t == 0, "one failed connection: not yet");
+    t = mg_lb_outlier_record(&st, &oc, 503, 0, 4, &why, &count);
+    ok(t == 20.0 && strcmp(why, "gateway failures") == 0,
+       "a failed connection then a 503: two gateway failures, the second "
+       "ejection lasts twice as long (%.1f, %s)", t, why);
+    mg_lb_outlier_record(&st, &oc, 0, 0, 4, &why, &count);
+    t = mg_lb_outlier_record(&st, &oc, 0, 0, 4, &why, &count);
+    is_int((long)t, 25, "the third ejection is capped by max_ejection_time");
+    mg_lb_outlier_record(&st, &oc, 502, 0, 4, &why, &count);
+    mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count);
+    ok(st.consecutive_gateway == 0 && st.consecutive_5xx == 2,
+       "a 500 breaks a run of gateway failures but not of 5xx");
+    t = mg_lb_outlier_record(&st, &oc, 502, 0, 4, &why, &count);
+    ok(t > 0 && strcmp(why, "5xx") == 0,
+       "a gateway failure is a 5xx too: the third 5xx ejects (%.1f)", t);
+
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < 5; i++) {
+        t = mg_lb_outlier_record(&st, &oc, 500, 2, 4, &why, &count);
+    }
+    ok(t == 0 && st.ejections == 0,
+       "2 of 4 already ejected at max_ejection_percent 50: no more");
+    t = mg_lb_outlier_record(&st, &oc, 500, 1, 4, &why, &count);
+    ok(t > 0, "1 of 4 ejected: another may go");
+    oc.max_ejection_percent = 0;
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < 3; i++) {
+        t = mg_lb_outlier_record(&st, &oc, 500, 0, 4, &why, &count);
+    }
+    ok(t > 0, "max_ejection_percent 0 still lets one go");
+    oc.consecutive_5xx = 0;
+    oc.consecutive_gateway = 0;
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < 50; i++) {
+        t = mg_lb_outlier_record(&st, &oc, 503, 0, 4, &why, &count);
+    }
+    ok(t == 0, "both thresholds 0: detection is off");
+}
+
+static void
+test_ejected_pick(void)
+{
+    mg_lb_state_t st;
+    const mg_endpoint_conf_t *ep;
+    unsigned active[4] = { 0 }, i, hits[4] = { 0 };
+    double ejected[4] = { 0, 100.0, 0, 0 };
+    mg_lb_view_t view = { active, ejected, 50.0 };
+
+    memset(&st, 0, sizeof(st));
+    cluster_init();
+    for (i = 0; i < 4; i++) {
+        health(i, 1);
+    }
+    for (i = 0; i < 100; i++) {
+        ep = mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY);
+        hits[ep ? ep->pos : 0]++;
+    }
+    ok(hits[1] == 0 && hits[0] > 50,
+       "an ejected endpoint gets nothing and counts as unhealthy: half "
+       "the level is gone, 30 %% spills (%u %u %u)", hits[0], hits[1],
+       hits[2]);
+    view.now = 150.0;
+    memset(hits, 0, sizeof(hits));
+    for (i = 0; i < 100; i++) {
+        ep = mg_lb_pick(&st, &cl, &view, 0, MG_LB_ANY);
+        hits[ep ? ep->pos : 0]++;
+    }
+    ok(hits[0] == 50 && hits[1] == 50, "after the ejection ends it is back "
+       "(%u %u)", hits[0], hits[1]);
+}
+
 int
 main(void)
 {
     test_loads();
     test_pick();
+    test_outlier();
+    test_ejected_pick();
     return done_testing();
 }
