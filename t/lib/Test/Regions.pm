@@ -504,7 +504,11 @@ sub meshgate {
     $self->_check($r);
     return $self->{meshgates}{$r} if $self->{meshgates}{$r};
     my $t = Test::Meshgate->new(netns => $self->ns($r));
-    for my $f (glob("$self->{dir}/*.crt"), glob("$self->{dir}/*.key")) {
+    my @certs = (glob("$self->{dir}/*.crt"), glob("$self->{dir}/*.key"));
+    # Said at once rather than as "No such file" from meshgate later.
+    die "no certificates in $self->{dir} to give region $r's meshgate\n"
+        unless grep { m{/mesh-ca\.crt$} } @certs;
+    for my $f (@certs) {
         (my $base = $f) =~ s{.*/}{};
         next if $base =~ /-ca\.key$/;    # signing stays out of reach
         copy($f, $t->testdir . "/$base") or die "copy $f: $!\n";
