@@ -237,8 +237,9 @@ mg_lb_outlier_record(mg_outlier_state_t *st, const mg_outlier_conf_t *oc,
     } else {
         return 0;
     }
-    /* max_ejection_percent of the level, but one may always go. */
-    if (ejected > 0 && ejected * 100 >= oc->max_ejection_percent * total) {
+    /* max_ejection_percent of the level, counting this one, but one may
+     * always go. */
+    if (ejected > 0 && (ejected + 1) * 100 > oc->max_ejection_percent * total) {
         return 0;
     }
     st->ejections++;

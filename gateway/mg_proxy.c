@@ -1573,10 +1573,6 @@ proxy_breaker_tripped(const mg_client_t *c, const mg_endpoint_conf_t *ep)
     if (pending >= proxy_share(ctx, b->max_pending)) {
         return "max_pending";
     }
-    if (c->retried && ctx->retrying[cl->index]
-                          > proxy_share(ctx, b->max_retries)) {
-        return "max_retries";
-    }
     return NULL;
 }
 
@@ -1621,8 +1617,11 @@ proxy_connect(mg_client_t *c)
     mg_uconn_t *u;
     int err = 0;
     char msg[256];
+    /* Failed connections move on to the next endpoint only when the
+     * policy retries them; either way within the cluster's attempts. */
     unsigned max = cl->retry.on & MG_RETRY_CONNECT_FAILURE
-                       ? cl->retry.attempts : 1;
+                       ? cl->retry.attempts
+                       : mg_min(cl->retry.attempts, c->attempts + 1);
     mg_lb_view_t view;
     const char *limit;
 
@@ -1762,7 +1761,11 @@ proxy_replay(mg_client_t *c, int fresh)
     c->req_ck_done = 0;
     c->body_scanned = 0;
     c->no_pool = fresh;
-    c->tried = 0;
+    /* Not the endpoint's doing (a stale pooled connection, a refused
+     * stream): no attempt is spent, and endpoints tried stay tried. */
+    if (c->attempts > 0) {
+        c->attempts--;
+    }
     proxy_connect(c);
     return MG_OK;
 }
@@ -1794,19 +1797,35 @@ proxy_may_retry(mg_client_t *c, unsigned status)
         return 0;
     }
     /* Only when a healthy endpoint not tried yet is left: otherwise what
-     * this one said is the best answer there is. */
+     * this one said is the best answer there is. (Looked up without
+     * picking: the balancer's state is for real picks.) */
     view.active = c->ctx->active;
     view.ejected_until = c->ctx->ejected_until;
     view.now = ev_now(c->ctx->loop);
-    if (mg_lb_pick(&c->ctx->lb[cl->index], cl, &view,
-                   c->tried | (c->ep != NULL && c->ep->pos < 64
-                                   ? (uint64_t)1 << c->ep->pos : 0),
-                   c->local_only ? MG_LB_LOCAL_ONLY : MG_LB_HEALTHY_ONLY)
-        == NULL) {
-        return 0;
+    for (p = 0; p < (c->local_only ? 1 : cl->npriorities); p++) {
+        for (j = 0; j < cl->priorities[p].nendpoints; j++) {
+            const mg_endpoint_conf_t *ep = &cl->priorities[p].endpoints[j];
+
+            if (ep != c->ep && (ep->pos >= 64
+                                || !(c->tried & ((uint64_t)1 << ep->pos)))
+                && mg_lb_available(ep, &view)) {
+                goto found;
+            }
+        }
     }
+    return 0;
+found:
     if (c->retried) {
         return 1;   /* already counted in the budget */
+    }
+    if (c->ctx->retrying[cl->index]
+        >= proxy_share(c->ctx, cl->breakers.max_retries)) {
+        /* The max_retries breaker: the answer goes as it is. */
+        c->ctx->overflows[cl->index]++;
+        mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                     "circuit breaker max_retries of cluster %s is open",
+                     cl->name);
+        return 0;
     }
     /* The budget: retries may be at most |budget| of the cluster's active
      * requests (but 3 at any time), so a failing service is not hit with
@@ -2987,7 +3006,8 @@ proxy_upstream_parse(mg_client_t *c)
             proxy_outlier(c, c->ep, resp->status);
         }
         if (proxy_may_retry(c, resp->status)
-            && !proxy_final_answer(resp)) {
+            && !(resp->status == 503 && c->ep != NULL
+                 && c->ep->region != NULL && proxy_final_answer(resp))) {
             char why[32];
 
             snprintf(why, sizeof(why), "answered %u", resp->status);
@@ -3534,11 +3554,8 @@ mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
         return;
     case MG_UP_REFUSED:
         /* Not processed by the upstream: any method may go again, on any
-         * connection that still takes streams, and it costs no attempt. */
-        if (c->refusals++ < 16 && c->attempts > 0) {
-            c->attempts--;
-        }
-        if (proxy_replay(c, 0) == MG_OK) {
+         * connection that still takes streams. */
+        if (c->refusals++ < 16 && proxy_replay(c, 0) == MG_OK) {
             return;
         }
         snprintf(msg, sizeof(msg), "upstream refused the stream (cluster "

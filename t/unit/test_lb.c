@@ -228,7 +228,12 @@ test_outlier(void)
     ok(t == 0 && st.ejections == 0,
        "2 of 4 already ejected at max_ejection_percent 50: no more");
     t = mg_lb_outlier_record(&st, &oc, 500, 1, 4, &why, &count);
-    ok(t > 0, "1 of 4 ejected: another may go");
+    ok(t > 0, "1 of 4 ejected: another may go (2 of 4 = 50 %%)");
+    memset(&st, 0, sizeof(st));
+    for (i = 0; i < 3; i++) {
+        t = mg_lb_outlier_record(&st, &oc, 500, 1, 3, &why, &count);
+    }
+    ok(t == 0, "1 of 3 ejected at 50 %%: a second would make 67 %%, no");
     oc.max_ejection_percent = 0;
     memset(&st, 0, sizeof(st));
     for (i = 0; i < 3; i++) {
