@@ -212,7 +212,7 @@ enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
     CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_KEEPALIVE_INTERVAL,
     CK_KEEPALIVE_TIMEOUT, CK_OUT_OF_ZONE, CK_HEALTH_CHECK, CK_RETRY,
-    CK_OUTLIER, CK_BREAKERS, CK_N
+    CK_OUTLIER, CK_BREAKERS, CK_DNS_REFRESH, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -234,6 +234,7 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_RETRY] = CK_GROUP("retry"),
     [CK_OUTLIER] = CK_GROUP("outlier"),
     [CK_BREAKERS] = CK_GROUP("circuit_breakers"),
+    [CK_DNS_REFRESH] = CK_SECS("dns_refresh", 30),
 };
 
 /* outlier = { ... } of a cluster. */
@@ -297,7 +298,10 @@ static const conf_key_t conf_retry_keys[YK_N] = {
 };
 
 /* regions = ( { ... } ): the front proxies of other regions. */
-enum { NK_NAME, NK_FRONT_PROXY, NK_PROTOCOL, NK_TLS, NK_HEALTH_CHECK, NK_N };
+enum {
+    NK_NAME, NK_FRONT_PROXY, NK_PROTOCOL, NK_TLS, NK_HEALTH_CHECK,
+    NK_DNS_REFRESH, NK_N
+};
 
 static const conf_key_t conf_region_keys[NK_N] = {
     [NK_NAME] = CK_STR_REQ("name"),
@@ -305,6 +309,7 @@ static const conf_key_t conf_region_keys[NK_N] = {
     [NK_PROTOCOL] = CK_STR("protocol", NULL),
     [NK_TLS] = CK_GROUP("tls"),
     [NK_HEALTH_CHECK] = CK_GROUP("health_check"),
+    [NK_DNS_REFRESH] = CK_SECS("dns_refresh", 30),
 };
 
 /* A cluster's tls = { ... }: how we talk TLS to its endpoints. */
@@ -810,6 +815,28 @@ conf_name_ok(const char *name)
                   == strlen(name);
 }
 
+/* The port after the colon of an address. NULL, or why it is not one. */
+static const char *
+conf_port(const char *port, uint16_t *out)
+{
+    char *end;
+    long n;
+
+    if (port[0] < '0' || port[0] > '9') {
+        return "bad port";
+    }
+    errno = 0;
+    n = strtol(port, &end, 10);
+    if (*end != '\0' || errno != 0) {
+        return "bad port";
+    }
+    if (n < 1 || n > 65535) {
+        return "port must be between 1 and 65535";
+    }
+    *out = (uint16_t)n;
+    return NULL;
+}
+
 /*
  * Parses |text| into |ss|. Returns NULL, or the reason it is not an address;
  * |*hostname| tells that the host part looks like a DNS name.
@@ -821,10 +848,9 @@ conf_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len,
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
     char host[INET6_ADDRSTRLEN + 8];
-    const char *colon, *port;
+    const char *colon, *port, *reason;
     size_t hlen;
-    char *end;
-    long n;
+    uint16_t n;
 
     *hostname = 0;
     memset(ss, 0, sizeof(*ss));
@@ -883,21 +909,14 @@ conf_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len,
         }
     }
 
-    if (port[0] < '0' || port[0] > '9') {
-        return "bad port";
-    }
-    errno = 0;
-    n = strtol(port, &end, 10);
-    if (*end != '\0' || errno != 0) {
-        return "bad port";
-    }
-    if (n < 1 || n > 65535) {
-        return "port must be between 1 and 65535";
+    reason = conf_port(port, &n);
+    if (reason != NULL) {
+        return reason;
     }
     if (ss->ss_family == AF_INET) {
-        sin->sin_port = htons((uint16_t)n);
+        sin->sin_port = htons(n);
     } else {
-        sin6->sin6_port = htons((uint16_t)n);
+        sin6->sin6_port = htons(n);
     }
     return NULL;
 }
@@ -909,6 +928,81 @@ mg_conf_parse_addr(const char *text, struct sockaddr_storage *ss,
     int hostname;
 
     return conf_addr(text, ss, len, &hostname) == NULL ? MG_OK : MG_ERROR;
+}
+
+/* RFC 1123 names (letters, digits and '-' in labels of 1..63 bytes, not
+ * at either end of a label), plus '_', which private zones use; a final
+ * dot is allowed. Anything else could never resolve, so it is refused
+ * now rather than failing every lookup later. */
+static int
+conf_host_name_ok(const char *h, size_t len)
+{
+    size_t i, label = 0;
+
+    if (len > 0 && h[len - 1] == '.') {
+        len--;
+    }
+    if (len == 0 || len > 253) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (h[i] == '.') {
+            if (label == 0 || h[i - 1] == '-') {
+                return 0;
+            }
+            label = 0;
+            continue;
+        }
+        if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z')
+              || (h[i] >= '0' && h[i] <= '9') || h[i] == '-'
+              || h[i] == '_')
+            || (label == 0 && h[i] == '-') || ++label > 63) {
+            return 0;
+        }
+    }
+    return h[len - 1] != '-';
+}
+
+/*
+ * The address of an endpoint or a front proxy at |s|: a literal one into
+ * |ss|, or a host name (resolved later, by mg_dns in the control process)
+ * into |*host| and |*port|. Reports errors as "bad address"/"bad
+ * front_proxy" (|what|). MG_OK or MG_ERROR.
+ */
+static int
+conf_peer_addr(conf_ctx_t *ctx, const config_setting_t *s, const char *what,
+               const char *text, struct sockaddr_storage *ss, socklen_t *len,
+               const char **host, uint16_t *port)
+{
+    const char *reason, *colon;
+    char *h;
+    int hostname;
+
+    *host = NULL;
+    reason = conf_addr(text, ss, len, &hostname);
+    if (hostname) {
+        /* conf_addr() saw exactly one colon and a host before it. */
+        colon = strrchr(text, ':');
+        reason = conf_port(colon + 1, port);
+        if (reason == NULL
+            && !conf_host_name_ok(text, (size_t)(colon - text))) {
+            reason = "bad host name";
+        }
+        if (reason == NULL) {
+            h = conf_alloc(ctx->pool, (size_t)(colon - text) + 1);
+            memcpy(h, text, (size_t)(colon - text));
+            *host = h;
+            *len = 0;
+            return MG_OK;
+        }
+    } else if (reason == NULL && text[0] == '*') {
+        reason = "it needs a host, not \"*\"";
+    }
+    if (reason != NULL) {
+        conf_error(ctx, s, "bad %s \"%s\": %s", what, text, reason);
+        return MG_ERROR;
+    }
+    return MG_OK;
 }
 
 static int
@@ -1852,8 +1946,6 @@ conf_parse_endpoint(conf_ctx_t *ctx, const config_setting_t *s,
                     mg_endpoint_conf_t *e)
 {
     conf_val_t v[EK_N];
-    const char *reason;
-    int hostname;
 
     conf_group(ctx, s, "endpoint", conf_endpoint_keys, EK_N, v);
     e->address = v[EK_ADDRESS].str;
@@ -1863,19 +1955,8 @@ conf_parse_endpoint(conf_ctx_t *ctx, const config_setting_t *s,
         return;
     }
 
-    reason = conf_addr(e->address, &e->addr, &e->addrlen, &hostname);
-    if (hostname) {
-        conf_error(ctx, v[EK_ADDRESS].s,
-                   "endpoint address %s: host names are not supported yet, "
-                   "use an IP address", e->address);
-    } else if (reason != NULL) {
-        conf_error(ctx, v[EK_ADDRESS].s, "bad address \"%s\": %s", e->address,
-                   reason);
-    } else if (e->address[0] == '*') {
-        conf_error(ctx, v[EK_ADDRESS].s,
-                   "bad address \"%s\": an endpoint needs a host, not \"*\"",
-                   e->address);
-    }
+    (void)conf_peer_addr(ctx, v[EK_ADDRESS].s, "address", e->address,
+                         &e->addr, &e->addrlen, &e->host, &e->port);
     if (e->zone[0] != '\0' && !conf_name_ok(e->zone)) {
         conf_error(ctx, v[EK_ZONE].s,
                    "zone \"%s\" may only contain letters, digits, '_', '.' "
@@ -2130,9 +2211,7 @@ conf_parse_regions(conf_ctx_t *ctx)
     const config_setting_t *s;
     mg_region_conf_t *r;
     conf_val_t v[NK_N];
-    const char *reason;
     unsigned i, n = ctx->region_s.n;
-    int hostname;
 
     snap->regions = conf_alloc(ctx->pool, (n ? n : 1) * sizeof(*r));
     for (i = 0; i < n; i++) {
@@ -2150,18 +2229,11 @@ conf_parse_regions(conf_ctx_t *ctx)
                        "letters, digits, '_', '.' and '-'", r->name);
         }
         r->front_proxy = v[NK_FRONT_PROXY].str;
+        r->dns_refresh = v[NK_DNS_REFRESH].num;
         if (r->front_proxy != NULL) {
-            reason = conf_addr(r->front_proxy, &r->addr, &r->addrlen,
-                               &hostname);
-            if (hostname) {
-                conf_error(ctx, v[NK_FRONT_PROXY].s,
-                           "front_proxy %s: host names are not supported "
-                           "yet, use an IP address", r->front_proxy);
-            } else if (reason != NULL || r->front_proxy[0] == '*') {
-                conf_error(ctx, v[NK_FRONT_PROXY].s,
-                           "bad front_proxy \"%s\": %s", r->front_proxy,
-                           reason ? reason : "it needs a host");
-            }
+            (void)conf_peer_addr(ctx, v[NK_FRONT_PROXY].s, "front_proxy",
+                                 r->front_proxy, &r->addr, &r->addrlen,
+                                 &r->host, &r->port);
         }
         r->protocol = conf_protocol(ctx, &v[NK_PROTOCOL],
                                     v[NK_TLS].s ? MG_PROTO_H2 : MG_PROTO_H2C);
@@ -2231,6 +2303,7 @@ conf_parse_clusters(conf_ctx_t *ctx)
         cl->max_idle = (unsigned)v[CK_MAX_IDLE].i;
         cl->keepalive_interval = v[CK_KEEPALIVE_INTERVAL].num;
         cl->keepalive_timeout = v[CK_KEEPALIVE_TIMEOUT].num;
+        cl->dns_refresh = v[CK_DNS_REFRESH].num;
         if (v[CK_HEALTH_CHECK].s != NULL) {
             cl->health_check = conf_parse_health(ctx, v[CK_HEALTH_CHECK].s);
         }
@@ -2449,6 +2522,18 @@ conf_validate_listeners(conf_ctx_t *ctx)
     }
 }
 
+/* Two endpoints at the same place: the same address, or the same host
+ * name (case does not matter in DNS) and port. */
+static int
+conf_endpoint_eq(const mg_endpoint_conf_t *a, const mg_endpoint_conf_t *b)
+{
+    if (a->host != NULL || b->host != NULL) {
+        return a->host != NULL && b->host != NULL && a->port == b->port
+               && strcasecmp(a->host, b->host) == 0;
+    }
+    return b->addrlen != 0 && conf_addr_eq(&a->addr, &b->addr);
+}
+
 static void
 conf_validate_clusters(conf_ctx_t *ctx)
 {
@@ -2478,12 +2563,12 @@ conf_validate_clusters(conf_ctx_t *ctx)
         }
         pr = &a->priorities[0];
         for (j = 0; j < pr->nendpoints; j++) {
-            if (pr->endpoints[j].addrlen == 0) {
+            if (pr->endpoints[j].addrlen == 0
+                && pr->endpoints[j].host == NULL) {
                 continue;
             }
             for (k = 0; k < j; k++) {
-                if (conf_addr_eq(&pr->endpoints[j].addr,
-                                 &pr->endpoints[k].addr))
+                if (conf_endpoint_eq(&pr->endpoints[j], &pr->endpoints[k]))
                 {
                     conf_error_at(ctx, a->file, a->line,
                                   "cluster \"%s\": endpoint %s is listed "
@@ -2712,6 +2797,9 @@ conf_build_clusters(conf_ctx_t *ctx)
                 ep->address = r->front_proxy;
                 ep->addr = r->addr;
                 ep->addrlen = r->addrlen;
+                ep->host = r->host;
+                ep->port = r->port;
+                ep->dns_refresh = r->dns_refresh;
                 ep->weight = 1;
                 ep->zone = "";
                 ep->region = r;
@@ -2723,6 +2811,7 @@ conf_build_clusters(conf_ctx_t *ctx)
                 ep->cluster = cl;
                 ep->priority = p;
                 ep->pos = cl->nendpoints++;
+                ep->dns_slot = MG_DNS_NO_SLOT;
                 if (r != NULL) {
                     ep->protocol = r->protocol;
                     ep->tls = r->tls;
@@ -2733,6 +2822,7 @@ conf_build_clusters(conf_ctx_t *ctx)
                     ep->tls = cl->tls;
                     ep->tls_sni = cl->tls_sni;
                     ep->health_check = cl->health_check;
+                    ep->dns_refresh = cl->dns_refresh;
                 }
                 pr->total_weight += ep->weight;
             }

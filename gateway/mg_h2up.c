@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "mg_buf.h"
+#include "mg_dns.h"
 #include "mg_h1.h"
 #include "mg_h2up.h"
 #include "mg_io.h"
@@ -39,6 +40,10 @@ struct mg_h2up_s {
     ev_timer timer;               /* connect timeout, then the tick */
     mg_ctx_t *ctx;
     const mg_endpoint_conf_t *ep;
+    mg_dns_peer_t peer;           /* the address it went to */
+    const char *name;             /* for logs: ep->address, or |name_buf|:
+                                   * "host:port (address)" */
+    char name_buf[MG_DNS_LOG_NAME_LEN];
     nghttp2_session *session;
     mg_h2up_t *next;              /* the endpoint's list */
     mg_h2up_t *prev;
@@ -420,7 +425,7 @@ h2up_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
         mg_log_error(frame->goaway.error_code == NGHTTP2_NO_ERROR
                          ? MG_LOG_INFO : MG_LOG_WARN, &mg_log, 0,
                      "upstream %s sent GOAWAY (%s), cluster: %s",
-                     h->ep->address,
+                     h->name,
                      nghttp2_http2_strerror(frame->goaway.error_code),
                      h->ep->cluster->name);
         h2up_retire(h);
@@ -492,7 +497,7 @@ h2up_on_stream_close(nghttp2_session *session, int32_t stream_id,
     if (error_code != NGHTTP2_REFUSED_STREAM) {
         mg_log_error(MG_LOG_INFO, &mg_log, 0,
                      "upstream %s reset stream %d (%s), cluster: %s",
-                     h->ep->address, stream_id,
+                     h->name, stream_id,
                      nghttp2_http2_strerror(error_code), h->ep->cluster->name);
     }
     if (u->owner != NULL) {
@@ -618,7 +623,7 @@ h2up_handshake(mg_h2up_t *h)
         why = mg_io_ssl_error();
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                      "TLS handshake with upstream %s failed: %s%s%s, "
-                     "cluster: %s", h->ep->address,
+                     "cluster: %s", h->name,
                      why[0] ? why : "connection closed",
                      vr != X509_V_OK ? ": certificate verify failed: " : "",
                      vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "",
@@ -630,7 +635,7 @@ h2up_handshake(mg_h2up_t *h)
     if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                      "upstream %s did not agree to HTTP/2 (ALPN \"%.*s\"), "
-                     "cluster: %s", h->ep->address, (int)alpn_len,
+                     "cluster: %s", h->name, (int)alpn_len,
                      alpn ? (const char *)alpn : "", h->ep->cluster->name);
         h2up_fail(h, MG_UP_CONNECT, EPROTO, NULL);
         return;
@@ -648,7 +653,7 @@ h2up_connected(mg_h2up_t *h)
     }
     if (mg_upstream_tls_start(&h->io, h->ep) != MG_OK) {
         mg_log_error(MG_LOG_ERROR, &mg_log, 0, "cannot start TLS to %s: %s",
-                     h->ep->address, mg_io_ssl_error());
+                     h->name, mg_io_ssl_error());
         h2up_fail(h, MG_UP_CONNECT, EPROTO, NULL);
         return;
     }
@@ -754,7 +759,7 @@ h2up_fail(mg_h2up_t *h, unsigned how, int err, const char *why)
     if (why != NULL) {
         mg_log_error(h->nstreams > 0 ? MG_LOG_ERROR : MG_LOG_INFO, &mg_log,
                      err, "HTTP/2 connection to upstream %s: %s, cluster: %s, "
-                     "streams: %u", h->ep->address, why, h->ep->cluster->name,
+                     "streams: %u", h->name, why, h->ep->cluster->name,
                      h->nstreams);
     }
     while ((u = h->streams) != NULL) {
@@ -836,7 +841,7 @@ h2up_on_write(struct ev_loop *loop, ev_io *w, int revents)
         if (err != 0) {
             mg_log_error(MG_LOG_WARN, &mg_log, err,
                          "connect() to %s failed, cluster: %s",
-                         h->ep->address, h->ep->cluster->name);
+                         h->name, h->ep->cluster->name);
             h2up_fail(h, MG_UP_CONNECT, err, NULL);
             return;
         }
@@ -860,7 +865,7 @@ h2up_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (!h->ready) {
         mg_log_error(MG_LOG_WARN, &mg_log, ETIMEDOUT,
-                     "connect() to %s failed, cluster: %s", h->ep->address,
+                     "connect() to %s failed, cluster: %s", h->name,
                      cl->name);
         h2up_fail(h, MG_UP_CONNECT, ETIMEDOUT, NULL);
         return;
@@ -891,6 +896,7 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
 {
     mg_upstream_pool_t *pool = &ctx->pools[ep->pool];
     nghttp2_settings_entry iv[3];
+    mg_dns_peer_t peer;
     mg_h2up_t *h;
     int fd, in_progress = 0;
 
@@ -898,7 +904,7 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         *err = ENOMEM;
         return NULL;
     }
-    fd = mg_upstream_socket(ep, &in_progress, err);
+    fd = mg_upstream_socket(ep, &peer, &in_progress, err);
     if (fd == -1) {
         return NULL;
     }
@@ -914,6 +920,9 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     h->io.fd = fd;
     h->ctx = ctx;
     h->ep = ep;
+    h->peer = peer;
+    h->name = mg_dns_log_name(ep, &h->peer, h->name_buf,
+                              sizeof(h->name_buf));
     h->goaway_last_id = -1;
     h->idle_since = ev_now(ctx->loop);
     ev_io_init(&h->rev, h2up_on_read, fd, EV_READ);
@@ -980,16 +989,46 @@ h2up_room(const mg_h2up_t *h)
     return mg_min(max, H2UP_STREAMS_CAP);
 }
 
+/* |h| goes to an address its host name no longer resolves to: it takes
+ * no new stream and goes once its last one is done, so that traffic
+ * follows the new answer. As for a drain. */
+static void
+h2up_retire_moved(mg_h2up_t *h)
+{
+    mg_log_error(MG_LOG_INFO, &mg_log, 0, "HTTP/2 connection to upstream "
+                 "%s: its host name moved, closing once idle, cluster: %s, "
+                 "streams: %u", h->name, h->ep->cluster->name, h->nstreams);
+    h2up_retire(h);
+    if (h->nstreams > 0 || h->in_session || h->dead) {
+        return;
+    }
+    if (h->ready) {
+        /* Freed once the GOAWAY is written. */
+        nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, 0,
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        h2up_flush(h);
+    } else {
+        h2up_free(h);
+    }
+}
+
 mg_uconn_t *
 mg_h2up_open(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, void *owner,
              int fresh, int *err)
 {
-    mg_h2up_t *h;
+    mg_h2up_t *h, *next;
     mg_uconn_t *u;
 
-    for (h = ctx->pools[ep->pool].h2; h != NULL; h = h->next) {
-        if (!h->goaway && !h->dead && (!fresh || h->served == 0)
-            && h->nstreams < h2up_room(h)) {
+    for (h = ctx->pools[ep->pool].h2; h != NULL; h = next) {
+        next = h->next;
+        if (h->goaway || h->dead) {
+            continue;
+        }
+        if (!mg_dns_peer_valid(h->ep, &h->peer)) {
+            h2up_retire_moved(h);
+            continue;
+        }
+        if ((!fresh || h->served == 0) && h->nstreams < h2up_room(h)) {
             break;
         }
     }
@@ -1014,6 +1053,7 @@ mg_h2up_open(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, void *owner,
     u->io.fd = -1;
     u->ctx = ctx;
     u->ep = ep;
+    u->peer = h->peer;
     u->owner = owner;
     u->is_h2 = 1;
     u->reused = h->served > 0;

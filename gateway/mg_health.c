@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_io.h"
 #include "mg_log.h"
@@ -28,6 +29,7 @@
 #define HEALTH_READ_MAX   65536
 #define HEALTH_STATUS_LEN 13      /* "HTTP/1.1 200 " or "HTTP/1.1 200\r" */
 #define HEALTH_WHY_LEN    192
+#define HEALTH_DNS_WAIT   0.1     /* for a host name's first answer */
 #define HEALTH_USER_AGENT "meshgate-health-check"
 /* One request per connection: the check reads the status and closes. */
 #define HEALTH_H1_REQUEST                                                    \
@@ -50,6 +52,9 @@ typedef struct health_target_s {
     size_t req_len;
     size_t sent;                  /* bytes of |req| written */
     mg_io_t io;                   /* fd -1 between checks */
+    mg_dns_peer_t peer;           /* where this check went: an endpoint by
+                                   * host name is checked at each of its
+                                   * addresses in turn */
     ev_io w;
     ev_timer timer;               /* the next check, then its timeout */
     ev_tstamp next;               /* when the next check starts */
@@ -182,6 +187,8 @@ health_done(health_target_t *t, int ok)
     mg_health_t *h = t->h;
     const mg_endpoint_conf_t *ep = t->ep;
     const mg_health_check_conf_t *hc = t->hc;
+    char name[MG_DNS_LOG_NAME_LEN];
+    const char *ep_name = mg_dns_log_name(ep, &t->peer, name, sizeof(name));
     unsigned now_is = 0;
     ev_tstamp delay;
 
@@ -207,19 +214,19 @@ health_done(health_target_t *t, int ok)
         if (ep->region != NULL) {
             mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                          "health check: region %s front proxy %s is now "
-                         "%s%s%s%s", ep->region->name, ep->address,
+                         "%s%s%s%s", ep->region->name, ep_name,
                          health_name((int)now_is), ok ? "" : " (",
                          ok ? "" : t->why, ok ? "" : ")");
         } else {
             mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                          "health check: endpoint %s of cluster %s is now "
-                         "%s%s%s%s", ep->address, ep->cluster->name,
+                         "%s%s%s%s", ep_name, ep->cluster->name,
                          health_name((int)now_is), ok ? "" : " (",
                          ok ? "" : t->why, ok ? "" : ")");
         }
     } else if (!ok) {
         mg_log_error(MG_LOG_DEBUG, &mg_log, 0,
-                     "health check of %s failed: %s", ep->address, t->why);
+                     "health check of %s failed: %s", ep_name, t->why);
     }
     ev_timer_stop(h->loop, &t->timer);
     delay = t->next - ev_now(h->loop);
@@ -697,9 +704,20 @@ health_check_start(health_target_t *t)
     ev_timer_set(&t->timer, hc->timeout, 0.);
     ev_timer_start(h->loop, &t->timer);
 
-    fd = mg_upstream_socket(t->ep, &in_progress, &err);
+    fd = mg_upstream_socket(t->ep, &t->peer, &in_progress, &err);
     if (fd == -1) {
-        if (err == ECONNREFUSED) {
+        if (err == EDESTADDRREQ && mg_dns_pending(t->ep)) {
+            /* Its name has not been looked up yet (the control process
+             * just started): no verdict, ask again shortly. */
+            ev_timer_stop(h->loop, &t->timer);
+            ev_timer_set(&t->timer, mg_min(hc->interval, HEALTH_DNS_WAIT),
+                         0.);
+            ev_timer_start(h->loop, &t->timer);
+            return;
+        }
+        if (err == EDESTADDRREQ && t->ep->host != NULL) {
+            health_fail(t, 0, "no address known for %s yet", t->ep->host);
+        } else if (err == ECONNREFUSED) {
             health_fail(t, 0, "connect refused");
         } else {
             health_fail(t, err, "connect failed");

@@ -18,6 +18,7 @@
 
 #include "mg_access_log.h"
 #include "mg_buf.h"
+#include "mg_dns.h"
 #include "mg_h1.h"
 #include "mg_gzip.h"
 #include "mg_h2.h"
@@ -396,10 +397,27 @@ mg_proxy_free_cache(mg_ctx_t *ctx)
 /* ------------------------------------------------------------------ */
 /* Logging and request completion                                      */
 
+/* The upstream of the request for logs: "users.internal:8080
+ * (10.1.0.5:8080)" for an endpoint by host name, else its address, or
+ * "-" before there is one. */
+static const char *
+proxy_upstream_name(const mg_client_t *c, char *buf, size_t len)
+{
+    if (c->ep == NULL) {
+        return "-";
+    }
+    if (c->upstream_addr[0] == '\0') {
+        return c->ep->address;
+    }
+    snprintf(buf, len, "%s (%s)", c->ep->address, c->upstream_addr);
+    return buf;
+}
+
 static void
 client_log_request(mg_client_t *c)
 {
     mg_access_log_t *al = &c->ctx->access_logs[c->lc->index];
+    char name[MG_DNS_LOG_NAME_LEN];
     mg_access_entry_t e;
 
     if (al->fd == -1) {
@@ -418,7 +436,8 @@ client_log_request(mg_client_t *c)
     e.duration = ev_now(c->ctx->loop) - c->start;
     e.host = c->host;
     e.host_len = c->host_len;
-    e.upstream = c->ep != NULL ? c->ep->address : NULL;
+    e.upstream = c->ep != NULL ? proxy_upstream_name(c, name, sizeof(name))
+                               : NULL;
     e.request_id = c->request_id;
     mg_access_log_write(al, &e);
 }
@@ -449,6 +468,7 @@ client_finish_request(mg_client_t *c)
     c->uhead_scanned = 0;
     c->route = NULL;
     c->ep = NULL;
+    c->upstream_addr[0] = '\0';
     c->status = 0;
     c->bytes_sent = 0;
     c->tried = 0;
@@ -1344,11 +1364,13 @@ client_read_head(mg_client_t *c)
 static void
 proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     mg_ctx_t *ctx = c->ctx;
     double timeout;
 
     c->u = u;
     c->ep = ep;
+    memcpy(c->upstream_addr, u->peer.text, sizeof(c->upstream_addr));
     u->owner = c;
     ctx->active[ep->index]++;
     client_set_pending(c, u->connecting
@@ -1375,7 +1397,8 @@ proxy_attach(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
         if (u->io.ssl == NULL
             && mg_upstream_tls_start(&u->io, ep) != MG_OK) {
             mg_log_error(MG_LOG_ERROR, &mg_log, 0,
-                         "cannot start TLS to %s: %s", ep->address,
+                         "cannot start TLS to %s: %s",
+                         proxy_upstream_name(c, name, sizeof(name)),
                          mg_io_ssl_error());
             proxy_connect_failed(c, EPROTO);
             return;
@@ -1478,6 +1501,7 @@ proxy_attach_h2(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
 
     c->u = u;
     c->ep = ep;
+    memcpy(c->upstream_addr, u->peer.text, sizeof(c->upstream_addr));
     ctx->active[ep->index]++;
     ev_set_cb(&u->timer, upstream_on_timer);
     u->timer.data = u;
@@ -1497,6 +1521,7 @@ proxy_attach_h2(mg_client_t *c, mg_uconn_t *u, const mg_endpoint_conf_t *ep)
 static void
 upstream_handshake(mg_client_t *c)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     mg_ctx_t *ctx = c->ctx;
     mg_uconn_t *u = c->u;
     int rc = mg_io_handshake(&u->io);
@@ -1521,7 +1546,8 @@ upstream_handshake(mg_client_t *c)
 
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                      "TLS handshake with upstream %s failed: %s%s%s, "
-                     "cluster: %s", u->ep->address,
+                     "cluster: %s",
+                     proxy_upstream_name(c, name, sizeof(name)),
                      why[0] ? why : "connection closed",
                      vr != X509_V_OK ? ": certificate verify failed: " : "",
                      vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "",
@@ -1724,11 +1750,13 @@ proxy_connect(mg_client_t *c)
 static void
 proxy_connect_failed(mg_client_t *c, int err)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     const mg_cluster_conf_t *cl = c->route->cluster;
 
     mg_log_error(MG_LOG_WARN, &mg_log, err,
                  "connect() to %s failed, cluster: %s, client: %s",
-                 c->ep->address, cl->name, c->client_ip);
+                 proxy_upstream_name(c, name, sizeof(name)), cl->name,
+                 c->client_ip);
     proxy_outlier(c, c->ep, 0);
     if (c->ep->pos < 64) {
         c->tried |= (uint64_t)1 << c->ep->pos;
@@ -1867,9 +1895,12 @@ proxy_final_answer(const mg_h1_response_t *resp)
 static void
 proxy_retry(mg_client_t *c, const char *why)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
+
     mg_log_error(MG_LOG_INFO, &mg_log, 0,
                  "upstream %s %s, retrying (attempt %u of %u), cluster: %s, "
-                 "request: \"%.*s %.*s\"", c->ep ? c->ep->address : "-", why,
+                 "request: \"%.*s %.*s\"",
+                 proxy_upstream_name(c, name, sizeof(name)), why,
                  c->attempts + 1, c->route->cluster->retry.attempts,
                  c->route->cluster->name, (int)c->method_len, c->method,
                  (int)c->target_len, c->target);
@@ -1924,6 +1955,7 @@ proxy_on_retry_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 proxy_upstream_lost(mg_client_t *c, int err, const char *what)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     char msg[160];
     int safe_method = c->method_id == MG_H1_METHOD_GET
                       || c->method_id == MG_H1_METHOD_HEAD
@@ -1945,7 +1977,7 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
                  "upstream %s %s, cluster: %s, client: %s, request: \"%.*s "
-                 "%.*s\"", c->ep ? c->ep->address : "-", what,
+                 "%.*s\"", proxy_upstream_name(c, name, sizeof(name)), what,
                  c->route->cluster->name, c->client_ip, (int)c->method_len,
                  c->method, (int)c->target_len, c->target);
     snprintf(msg, sizeof(msg), "upstream %s (cluster %s)\n", what,
@@ -2894,6 +2926,7 @@ proxy_send_client(mg_client_t *c)
 static void
 proxy_on_upstream_read(mg_client_t *c)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     mg_ctx_t *ctx = c->ctx;
     mg_uconn_t *u = c->u;
     mg_buf_t *nb;
@@ -2957,8 +2990,8 @@ proxy_on_upstream_read(mg_client_t *c)
         }
         mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                      "upstream %s closed the connection in the middle of a "
-                     "response body, client: %s", u->ep->address,
-                     c->client_ip);
+                     "response body, client: %s",
+                     proxy_upstream_name(c, name, sizeof(name)), c->client_ip);
         proxy_fail(c, 502, "");
         return;
     }
@@ -3325,6 +3358,7 @@ upstream_on_write(struct ev_loop *loop, ev_io *w, int revents)
 static void
 upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     mg_uconn_t *u = w->data;
     mg_client_t *c = u->owner;
     char msg[160];
@@ -3342,7 +3376,8 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, 0,
                  "upstream %s timed out, cluster: %s, client: %s",
-                 u->ep->address, u->ep->cluster->name, c->client_ip);
+                 proxy_upstream_name(c, name, sizeof(name)),
+                 u->ep->cluster->name, c->client_ip);
     snprintf(msg, sizeof(msg), "upstream response timeout (cluster %s)\n",
              u->ep->cluster->name);
     proxy_fail(c, 504, msg);
@@ -3528,6 +3563,7 @@ mg_proxy__up_input(mg_client_t *c)
 void
 mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
 {
+    char name[MG_DNS_LOG_NAME_LEN];
     char msg[160];
 
     if (c->u == NULL) {
@@ -3580,7 +3616,8 @@ mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
                  "upstream %s failed in the middle of a response body, "
-                 "client: %s", c->ep ? c->ep->address : "-", c->client_ip);
+                 "client: %s", proxy_upstream_name(c, name, sizeof(name)),
+                 c->client_ip);
     proxy_fail(c, 502, "");
 }
 

@@ -12,6 +12,7 @@
 
 #include "mg_core.h"
 #include "mg_ctx.h"
+#include "mg_dns.h"
 #include "mg_h1.h"
 #include "mg_io.h"
 #include "mg_upstream.h"
@@ -71,6 +72,8 @@ struct mg_client_s {
     ev_tstamp start;
     const mg_route_t *route;
     const mg_endpoint_conf_t *ep;
+    char upstream_addr[MG_DNS_PEER_LEN]; /* where |ep| was reached, when
+                                   * it has a host name: u->peer.text */
     unsigned method_id;
     unsigned version_minor;
     unsigned status;

@@ -89,8 +89,11 @@ typedef struct mg_breakers_conf_s {
 typedef struct mg_region_conf_s {
     const char *name;
     const char *front_proxy;      /* "host:port" as configured */
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* unset when |host| is a name */
     socklen_t addrlen;
+    const char *host;             /* a host name to resolve, else NULL */
+    uint16_t port;                /* with |host| */
+    double dns_refresh;           /* seconds between lookups, default 30 */
     unsigned protocol;            /* MG_PROTO_*, default h2 (h2c without
                                    * tls) */
     void *tls;                    /* SSL_CTX *, or NULL */
@@ -101,10 +104,20 @@ typedef struct mg_region_conf_s {
     int line;
 } mg_region_conf_t;
 
+/* mg_endpoint_conf_t.dns_slot of an endpoint without a DNS table entry. */
+#define MG_DNS_NO_SLOT ((unsigned)-1)
+
 struct mg_endpoint_conf_s {
     const char *address;          /* as configured, for logs: "host:port" */
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* unset (addrlen 0) when |host| is set */
     socklen_t addrlen;
+    const char *host;             /* a host name that mg_dns resolves, or
+                                   * NULL for a literal address */
+    uint16_t port;                /* with |host|: the port of every address */
+    double dns_refresh;           /* with |host|: seconds between lookups */
+    unsigned dns_slot;            /* with |host|: its name's entry in the
+                                   * DNS table; MG_DNS_NO_SLOT until the
+                                   * master assigns one (mg_dns_assign) */
     unsigned weight;              /* >= 1 */
     const char *zone;             /* "" when not set */
     unsigned index;               /* 0..snap->nendpoints-1, across clusters */
@@ -142,6 +155,8 @@ struct mg_cluster_conf_s {
     double keepalive_interval;    /* HTTP/2: PING a quiet connection after
                                    * this long, default 30, 0 = never */
     double keepalive_timeout;     /* HTTP/2: PING answer awaited, default 10 */
+    double dns_refresh;           /* endpoints by host name: seconds between
+                                   * lookups, default 30 */
     mg_priority_t *priorities;
     unsigned npriorities;         /* >= 1 */
     unsigned protocol;            /* MG_PROTO_*: how we talk to endpoints */

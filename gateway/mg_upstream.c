@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "mg_buf.h"
+#include "mg_dns.h"
 #include "mg_h2up.h"
 #include "mg_log.h"
 #include "mg_snapshot.h"
@@ -77,30 +78,42 @@ mg_uconn_t *
 mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep)
 {
     mg_upstream_pool_t *pool = &ctx->pools[ep->pool];
-    mg_uconn_t *u = pool->idle;
+    mg_uconn_t *u;
 
-    if (u == NULL) {
-        return NULL;
+    while ((u = pool->idle) != NULL) {
+        upstream_pool_unlink(u);
+        if (mg_dns_peer_valid(u->ep, &u->peer)) {
+            u->reused = 1;
+            return u;
+        }
+        /* Its host name moved on: new requests follow the new answer. */
+        mg_upstream_close(u);
     }
-    upstream_pool_unlink(u);
-    u->reused = 1;
-    return u;
+    return NULL;
 }
 
 int
-mg_upstream_socket(const mg_endpoint_conf_t *ep, int *in_progress, int *err)
+mg_upstream_socket(const mg_endpoint_conf_t *ep, mg_dns_peer_t *peer,
+                   int *in_progress, int *err)
 {
     int fd, on = 1;
 
     *in_progress = 0;
-    fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    if (mg_dns_addr(ep, peer) != MG_OK) {
+        /* A failed connect, so the request goes on to the next endpoint;
+         * the control process has logged why the name has no address. */
+        *err = EDESTADDRREQ;
+        return -1;
+    }
+    fd = socket(peer->addr.ss_family,
+                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
         *err = errno;
         return -1;
     }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    if (connect(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) == -1) {
+    if (connect(fd, (const struct sockaddr *)&peer->addr, peer->addrlen)
+        == -1) {
         if (errno != EINPROGRESS) {
             *err = errno;
             close(fd);
@@ -114,10 +127,11 @@ mg_upstream_socket(const mg_endpoint_conf_t *ep, int *in_progress, int *err)
 mg_uconn_t *
 mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
 {
+    mg_dns_peer_t peer;
     mg_uconn_t *u;
     int fd, in_progress;
 
-    fd = mg_upstream_socket(ep, &in_progress, err);
+    fd = mg_upstream_socket(ep, &peer, &in_progress, err);
     if (fd == -1) {
         return NULL;
     }
@@ -127,6 +141,7 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         close(fd);
         return NULL;
     }
+    u->peer = peer;
     u->io.fd = fd;
     u->io.ssl = NULL;
     u->ctx = ctx;

@@ -13,6 +13,7 @@
 
 #include "mg_core.h"
 #include "mg_ctx.h"
+#include "mg_dns.h"
 #include "mg_io.h"
 
 typedef struct mg_uconn_s mg_uconn_t;
@@ -26,6 +27,8 @@ struct mg_uconn_s {
     mg_ctx_t *ctx;
     const mg_endpoint_conf_t *ep;
     mg_buf_t *in;                 /* response bytes */
+    mg_dns_peer_t peer;           /* the address it went to (for an HTTP/2
+                                   * stream, its connection's) */
     mg_uconn_t *next;             /* pool list */
     mg_uconn_t *prev;
     void *owner;                  /* the client connection using it */
@@ -59,18 +62,22 @@ struct mg_upstream_pool_s {
 };
 
 /* A non-blocking socket connecting to |ep| (|*in_progress| set when the
- * connect is not done yet), or -1 with *err set. */
-int mg_upstream_socket(const mg_endpoint_conf_t *ep, int *in_progress,
-                       int *err);
+ * connect is not done yet), or -1 with *err set: EDESTADDRREQ when |ep|'s
+ * host name has no address yet. |peer| receives the address chosen (see
+ * mg_dns_addr()). */
+int mg_upstream_socket(const mg_endpoint_conf_t *ep, mg_dns_peer_t *peer,
+                       int *in_progress, int *err);
 
-/* Takes an idle connection to |ep| from the pool, or NULL. */
+/* Takes an idle connection to |ep| from the pool, or NULL. Connections to
+ * an address that |ep|'s host name no longer resolves to are closed. */
 mg_uconn_t *mg_upstream_take(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep);
 
 /*
- * Starts a non-blocking connect to |ep|. Returns the connection (connecting
- * set: wait for wev) or NULL with *err set to the errno (refused at once,
- * out of fds, ...). Watchers are initialised with |cb_read|/|cb_write| and
- * not started.
+ * Starts a non-blocking connect to |ep|, at the next of its addresses when
+ * it has a host name (u->peer). Returns the connection (connecting set:
+ * wait for wev) or NULL with *err set to the errno (refused at once, out
+ * of fds, EDESTADDRREQ: no address known for its host name yet, ...).
+ * Watchers are initialised with |cb_read|/|cb_write| and not started.
  */
 mg_uconn_t *mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep,
                                 int *err);

@@ -19,6 +19,7 @@
 
 #include "mg_conf.h"
 #include "mg_control.h"
+#include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_listen.h"
 #include "mg_log.h"
@@ -517,6 +518,7 @@ master_start_gen(mg_snapshot_t *snap)
             oldest = mg_min(oldest, o->id);
         }
         (void)mg_shm_assign(snap, g->id, oldest);
+        (void)mg_dns_assign(snap, g->id, oldest);
     }
     master_prepare_access_logs(g);
     master_reset_slots(snap->gateway.workers + 1);
@@ -524,8 +526,9 @@ master_start_gen(mg_snapshot_t *snap)
         master_spawn(g, i);
     }
     /* The old generation's control process goes with the drain below;
-     * this one starts checking at once, so no interval is missed. */
-    if (mg_health_count(snap) > 0) {
+     * this one starts checking and resolving at once, so no interval is
+     * missed. */
+    if (mg_health_count(snap) > 0 || mg_dns_count(snap) > 0) {
         master_spawn(g, snap->gateway.workers);
     }
     if (old != NULL) {
@@ -703,6 +706,11 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     if (mg_shm_create() != MG_OK) {
         mg_log_error(MG_LOG_EMERG, &mg_log, errno,
                      "cannot map the shared health table");
+        return 1;
+    }
+    if (mg_dns_table_create() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot map the shared DNS table");
         return 1;
     }
     if (mg_tls_tickets_init() != MG_OK) {

@@ -171,13 +171,13 @@ $conf = write_conf($listener . $routes,
     '10-users.conf' => $cluster,
     '20-orders.conf' => <<'EOF');
 clusters = ( { name = "orders";
-               endpoints = ( { address = "orders.svc:8080"; } ); } );
+               endpoints = ( { address = "orders..svc:8080"; } ); } );
 EOF
 (my $confd = $conf) =~ s{main\.conf$}{conf.d/20-orders.conf};
 ($st, $out, $err) = check($conf);
 is($st, 1, 'an error in a conf.d file exits 1');
 like($err,
-    qr/^\Q$confd\E:2: endpoint address orders\.svc:8080: host names are not supported yet/m,
+    qr/^\Q$confd\E:2: bad address "orders\.\.svc:8080": bad host name$/m,
     'the conf.d file is named in the error');
 
 $conf = write_conf($listener . $routes, '10-users.conf' => $cluster);

@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "mg_control.h"
+#include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_log.h"
 #include "mg_worker.h"
@@ -18,6 +19,7 @@ typedef struct control_s {
     const mg_worker_start_t *ws;
     struct ev_loop *loop;
     mg_health_t *health;
+    mg_dns_t *dns;
     ev_io chan_io;
 } control_t;
 
@@ -32,6 +34,10 @@ control_exit(int code)
     if (mg_control.health != NULL) {
         mg_health_stop(mg_control.health);
         mg_control.health = NULL;
+    }
+    if (mg_control.dns != NULL) {
+        mg_dns_stop(mg_control.dns);
+        mg_control.dns = NULL;
     }
     if (mg_control.loop != NULL) {
         ev_io_stop(mg_control.loop, &mg_control.chan_io);
@@ -61,10 +67,10 @@ control_on_chan(struct ev_loop *loop, ev_io *w, int revents)
         switch (cmds[i]) {
         case MG_WORKER_CMD_DRAIN:
         case MG_WORKER_CMD_QUIT:
-            /* Checks hold no client: a newer control process (or none)
-             * takes over at once. */
-            mg_log_error(MG_LOG_INFO, &mg_log, 0, "stopping health checks, "
-                         "exiting");
+            /* Checks and lookups hold no client: a newer control process
+             * (or none) takes over at once. */
+            mg_log_error(MG_LOG_INFO, &mg_log, 0, "stopping health checks "
+                         "and DNS lookups, exiting");
             control_exit(0);
             break;
         case MG_WORKER_CMD_REOPEN:
@@ -125,6 +131,14 @@ mg_control_run(const mg_worker_start_t *ws)
     }
     mg_log_error(MG_LOG_INFO, &mg_log, 0, "health checks started for %u "
                  "endpoints", mg_health_count(ws->snap));
+    mg_control.dns = mg_dns_start(loop, ws->snap);
+    if (mg_control.dns == NULL) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, ENOMEM,
+                     "cannot start the DNS lookups");
+        control_exit(2);
+    }
+    mg_log_error(MG_LOG_INFO, &mg_log, 0, "DNS lookups started for %u host "
+                 "names", mg_dns_count(ws->snap));
     ev_io_init(&mg_control.chan_io, control_on_chan, ws->chan, EV_READ);
     ev_io_start(loop, &mg_control.chan_io);
 

@@ -1,8 +1,9 @@
 /*
  * The control process: one per generation, beside the proxy workers, for
  * the work that must run once per meshgate instance rather than once per
- * worker. It runs the active health checks (gateway/mg_health) and
- * publishes their verdicts in shared memory. The master talks to it over a
+ * worker. It runs the active health checks (gateway/mg_health) and the
+ * lookups of endpoints' host names (gateway/mg_dns), and publishes the
+ * verdicts and addresses in shared memory. The master talks to it over a
  * socketpair with the workers' one-byte commands.
  */
 #ifndef MG_CONTROL_H

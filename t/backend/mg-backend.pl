@@ -3,7 +3,7 @@
 # mg-backend.pl: an HTTP/1.1 test backend for the meshgate tests, with
 # paths that misbehave on purpose. Core modules only.
 #
-#   mg-backend.pl --listen 127.0.0.1:PORT [--name NAME] [--verbose]
+#   mg-backend.pl --listen 127.0.0.1:PORT|[::1]:PORT [--name NAME] [--verbose]
 #                 [--idle-timeout SECONDS] [--watch-parent]
 #
 # --watch-parent: exit (with every connection process) once the process
@@ -63,7 +63,13 @@ sub usage {
     exit 2;
 }
 
-my $srv = IO::Socket::INET->new(LocalAddr => $laddr, LocalPort => $lport,
+# "[::1]:PORT" listens on IPv6 (IO::Socket::INET is IPv4 only).
+my $class = 'IO::Socket::INET';
+if ($laddr =~ s/^\[(.*)\]$/$1/) {
+    require IO::Socket::IP;
+    $class = 'IO::Socket::IP';
+}
+my $srv = $class->new(LocalAddr => $laddr, LocalPort => $lport,
     Listen => SOMAXCONN > 1024 ? SOMAXCONN : 1024, ReuseAddr => 1,
     Proto => 'tcp') or die "mg-backend: listen $listen: $!\n";
 

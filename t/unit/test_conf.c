@@ -552,10 +552,10 @@ test_errors(void)
                  "IPv6 without brackets");
     expect_error(BASE_LISTENER
                  "clusters = ( { name = \"c\";\n"
-                 "  endpoints = ( { address = \"users.svc:80\"; } ); } );\n"
+                 "  endpoints = ( { address = \"users..svc:80\"; } ); } );\n"
                  BASE_ROUTES, 4,
-                 "endpoint address users.svc:80: host names are not supported "
-                 "yet, use an IP address", "endpoint host name");
+                 "bad address \"users..svc:80\": bad host name",
+                 "endpoint with a bad host name");
     expect_error(BASE_LISTENER
                  "clusters = ( { name = \"c\";\n"
                  "  endpoints = ( { address = \"10.0.0.1\"; } ); } );\n"
@@ -794,10 +794,10 @@ test_regions(void)
                  "  { name = \"b\"; front_proxy = \"10.0.0.3:1\"; } );\n"
                  BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
                  "duplicate region \"b\"", "a region defined twice");
-    expect_error("regions = ( { name = \"b\"; front_proxy = \"gw.b:1\"; } );\n"
+    expect_error("regions = ( { name = \"b\"; front_proxy = \"-gw.b:1\"; } );\n"
                  BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 1,
-                 "front_proxy gw.b:1: host names are not supported",
-                 "a front proxy by host name");
+                 "bad front_proxy \"-gw.b:1\": bad host name",
+                 "a front proxy with a bad host name");
     expect_error("regions = ( { name = \"b\"; front_proxy = \"10.0.0.2:1\";\n"
                  "  protocol = \"h2\"; } );\n"
                  BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
@@ -838,6 +838,116 @@ test_regions(void)
                  "retriable-status without statuses");
 }
 
+/* Endpoints and front proxies by host name: kept unresolved in the
+ * snapshot (the control process resolves them), with their port and
+ * refresh period; names that could never resolve are refused. */
+static void
+test_host_names(void)
+{
+    mg_conf_errors_t errs = { NULL, 0 };
+    mg_snapshot_t *snap;
+    const mg_cluster_conf_t *cl;
+    const mg_endpoint_conf_t *e;
+    unsigned i;
+
+    snap = mg_conf_load(write_file(new_dir(), "main.conf",
+        "regions = ( { name = \"b\"; front_proxy = \"gw.B.example:8443\";\n"
+        "              dns_refresh = 7; } );\n"
+        BASE_LISTENER BASE_ROUTES
+        "clusters = ( { name = \"c\"; dns_refresh = 2.5;\n"
+        "  out_of_zone = [ \"b\" ];\n"
+        "  endpoints = ( { address = \"Users.internal:8080\"; },\n"
+        "                { address = \"users.internal:8081\"; },\n"
+        "                { address = \"svc_1.local.:80\"; },\n"
+        "                { address = \"10.0.0.1:80\"; } ); },\n"
+        "  { name = \"d\"; endpoints = ( { address = \"d.internal:1\"; } ); }\n"
+        ");\n"), &errs);
+    ok(snap != NULL && errs.n == 0, "host names load");
+    for (i = 0; i < errs.n; i++) {
+        printf("#   got: %s\n", errs.msgs[i]);
+    }
+    if (snap == NULL) {
+        return;
+    }
+    cl = &snap->clusters[0];
+    e = &cl->priorities[0].endpoints[0];
+    ok(e->host != NULL && strcmp(e->host, "Users.internal") == 0
+       && e->port == 8080 && e->addrlen == 0
+       && strcmp(e->address, "Users.internal:8080") == 0,
+       "an endpoint keeps its host name and port, unresolved");
+    ok(e->dns_refresh == 2.5 && e->dns_slot == MG_DNS_NO_SLOT,
+       "it takes the cluster's dns_refresh and has no DNS slot yet");
+    e = &cl->priorities[0].endpoints[2];
+    ok(e->host != NULL && strcmp(e->host, "svc_1.local.") == 0
+       && e->port == 80, "'_' and a final dot are allowed");
+    e = &cl->priorities[0].endpoints[3];
+    ok(e->host == NULL && e->addrlen != 0, "a literal address has no host");
+    e = &cl->priorities[1].endpoints[0];
+    ok(e->region != NULL && e->host != NULL
+       && strcmp(e->host, "gw.B.example") == 0 && e->port == 8443
+       && e->dns_refresh == 7, "a front proxy by host name, with the "
+       "region's dns_refresh");
+    e = &snap->clusters[1].priorities[0].endpoints[0];
+    ok(e->dns_refresh == 30, "dns_refresh defaults to 30 s");
+    mg_snapshot_free(snap);
+    mg_conf_errors_free(&errs);
+
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a.internal:80\"; },\n"
+                 "                { address = \"A.Internal:80\"; } ); } );\n",
+                 5, "cluster \"c\": endpoint A.Internal:80 is listed twice",
+                 "a host name listed twice (whatever its case)");
+    expect_ok(BASE_LISTENER BASE_ROUTES
+              "clusters = ( { name = \"c\";\n"
+              "  endpoints = ( { address = \"a.internal:80\"; },\n"
+              "                { address = \"a.internal:81\"; } ); } );\n",
+              "one host name on two ports");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"*:80\"; } ); } );\n",
+                 6, "bad address \"*:80\": it needs a host",
+                 "an endpoint at \"*\"");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a.internal:0\"; } ); } );\n",
+                 6, "bad address \"a.internal:0\": port must be between",
+                 "a host name with port 0");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a.internal\"; } ); } );\n",
+                 6, "bad address \"a.internal\": missing port",
+                 "a host name without a port");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a-.internal:80\"; } ); } );\n",
+                 6, "bad address \"a-.internal:80\": bad host name",
+                 "a label ending in '-'");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a b:80\"; } ); } );\n",
+                 6, "bad address \"a b:80\": bad host name",
+                 "a space in a host name");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\";\n"
+                 "  endpoints = ( { address = \"a.x2345678901234567890123456789012"
+                 "34567890123456789012345678901234.b:80\"; } ); } );\n",
+                 6, "bad address", "a label of 64 bytes");
+    expect_ok(BASE_LISTENER BASE_ROUTES
+              "clusters = ( { name = \"c\";\n"
+              "  endpoints = ( { address = \"a.x2345678901234567890123456789012"
+              "3456789012345678901234567890123.b:80\"; } ); } );\n",
+              "a label of 63 bytes");
+    expect_error(BASE_LISTENER BASE_ROUTES
+                 "clusters = ( { name = \"c\"; dns_refresh = 0;\n"
+                 "  endpoints = ( { address = \"a.internal:80\"; } ); } );\n",
+                 5, "key \"dns_refresh\" must be", "dns_refresh 0");
+    expect_error("regions = ( { name = \"b\"; front_proxy = \"gw.b:1\";\n"
+                 "  dns_refresh = -1; } );\n"
+                 BASE_LISTENER BASE_CLUSTER BASE_ROUTES, 2,
+                 "key \"dns_refresh\" must be", "a region's dns_refresh < 0");
+}
+
 int
 main(void)
 {
@@ -855,6 +965,7 @@ main(void)
     test_errors();
     test_regions();
     test_parse_addr();
+    test_host_names();
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {

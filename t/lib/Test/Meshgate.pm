@@ -348,7 +348,9 @@ sub waitforlog {
 # and waits until every listener accepts TCP connections and the master has
 # logged "generation N started". Options: args => [extra arguments],
 # conf => other config path, error_log => path, wait => 0 (return at once),
-# timeout => seconds (10).
+# timeout => seconds (10), wrap => [CMD, ARGS...] to start it as "CMD
+# ARGS... BINARY -c ..." (CMD must exec the rest in place, as unshare(1)
+# does, so that the PID stays the master's).
 sub run {
     my ($self, %o) = @_;
     die "meshgate already running (pid $self->{pid})\n"
@@ -368,7 +370,7 @@ sub run {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $stderr or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
-        my @exec = $self->_in_netns_cmd(@cmd);
+        my @exec = $self->_in_netns_cmd(@{$o{wrap} || []}, @cmd);
         { no warnings q(exec); exec { $exec[0] } @exec; }
         print STDERR "exec $cmd[0]: $!\n";
         POSIX::_exit(127);
