@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -206,16 +207,63 @@ mg_upstream_close_idle(mg_ctx_t *ctx)
     mg_h2up_drain(ctx);
 }
 
+/*
+ * TLS sessions to resume, one per upstream pool (an endpoint, or a region's
+ * front proxy), per worker: a new connection to a known peer skips the full
+ * handshake's key exchange and certificate check. TLS 1.3 hands sessions
+ * out after the handshake, so they are taken in the new-session callback.
+ */
+static SSL_SESSION **upstream_sessions;
+static unsigned upstream_nsessions;
+static int upstream_ep_index = -1;   /* SSL ex_data: the endpoint */
+
+static int
+upstream_on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    const mg_endpoint_conf_t *ep = SSL_get_ex_data(ssl, upstream_ep_index);
+    SSL_SESSION **grown;
+    unsigned n;
+
+    if (ep == NULL) {
+        return 0;
+    }
+    if (ep->pool >= upstream_nsessions) {
+        n = ep->pool + 16;
+        grown = realloc(upstream_sessions, n * sizeof(*grown));
+        if (grown == NULL) {
+            return 0;
+        }
+        memset(grown + upstream_nsessions, 0,
+               (n - upstream_nsessions) * sizeof(*grown));
+        upstream_sessions = grown;
+        upstream_nsessions = n;
+    }
+    if (upstream_sessions[ep->pool] != NULL) {
+        SSL_SESSION_free(upstream_sessions[ep->pool]);
+    }
+    upstream_sessions[ep->pool] = sess;
+    return 1;   /* the reference is ours now */
+}
+
 int
 mg_upstream_tls_start(mg_io_t *io, const mg_endpoint_conf_t *ep)
 {
-    SSL *ssl = SSL_new(ep->tls);
+    SSL *ssl;
 
+    if (upstream_ep_index == -1) {
+        upstream_ep_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    }
+    /* Each worker keeps its own sessions, outside OpenSSL's cache. */
+    SSL_CTX_set_session_cache_mode(ep->tls, SSL_SESS_CACHE_CLIENT
+                                                | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ep->tls, upstream_on_new_session);
+    ssl = SSL_new(ep->tls);
     if (ssl == NULL) {
         return MG_ERROR;
     }
     io->ssl = ssl;
-    if (SSL_set_fd(ssl, io->fd) != 1) {
+    if (SSL_set_fd(ssl, io->fd) != 1
+        || SSL_set_ex_data(ssl, upstream_ep_index, (void *)ep) != 1) {
         return MG_ERROR;
     }
     if (ep->tls_sni != NULL) {
@@ -223,6 +271,11 @@ mg_upstream_tls_start(mg_io_t *io, const mg_endpoint_conf_t *ep)
             || SSL_set1_host(ssl, ep->tls_sni) != 1) {
             return MG_ERROR;
         }
+    }
+    if (ep->pool < upstream_nsessions && upstream_sessions[ep->pool] != NULL) {
+        /* A session OpenSSL finds unusable (expired, another server) just
+         * means a full handshake. */
+        (void)SSL_set_session(ssl, upstream_sessions[ep->pool]);
     }
     SSL_set_connect_state(ssl);
     return MG_OK;

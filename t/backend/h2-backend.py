@@ -199,7 +199,8 @@ class Conn(asyncio.Protocol):
         log('conn_open', conn=self.id, peer='%s:%d' % peer[:2],
             tls=sslobj is not None, alpn=self.alpn, client_subject=subject,
             tls_version=sslobj.version() if sslobj else None,
-            sni=getattr(sslobj, 'sni', None) if sslobj else None)
+            sni=getattr(sslobj, 'sni', None) if sslobj else None,
+            session_reused=sslobj.session_reused if sslobj else None)
         if sslobj is not None and self.alpn != 'h2':
             self.h1 = True
             self.made = True
