@@ -214,6 +214,7 @@ client_close(mg_client_t *c)
         c->next->prev = c->prev;
     }
     ctx->nclients--;
+    mg_shm_peering_conn(c->lc, ctx->slot, ctx->generation, -1);
     if (ctx->nfree_clients < 1024) {
         c->next = ctx->free_clients;
         ctx->free_clients = c;
@@ -276,6 +277,7 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     }
     ctx->clients = c;
     ctx->nclients++;
+    mg_shm_peering_conn(lc, ctx->slot, ctx->generation, 1);
 
     client_timer_set(c, lc->request_header_timeout);
     if (lc->tls != NULL) {

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -116,4 +117,116 @@ mg_shm_set_health(unsigned slot, unsigned health)
                               / 1000, memory_order_relaxed);
     atomic_store_explicit(&mg_shm->slots[slot].health, health,
                           memory_order_release);
+}
+
+/* The high half of a peering word for |generation|: never 0, which marks
+ * a free slot; generations 2^32 - 1 apart share it, which no two live
+ * generations are. */
+static uint64_t
+shm_peering_tag(unsigned long generation)
+{
+    return (uint64_t)(generation % UINT32_MAX + 1) << 32;
+}
+
+void
+mg_shm_peering_start(unsigned slot, unsigned long generation, int taking)
+{
+    if (mg_shm == NULL || slot >= MG_SHM_WORKERS) {
+        return;
+    }
+    atomic_store(&mg_shm->peering[slot], shm_peering_tag(generation)
+                                         | (taking ? MG_SHM_PEERING_TAKING
+                                                   : 0));
+}
+
+/* Changes the word of |slot| while it belongs to |generation|: its count
+ * by |delta| (saturating both ways: a count never leaves its bits), its
+ * taking bit to |taking| unless that is -1. */
+static void
+shm_peering_change(unsigned slot, unsigned long generation, int delta,
+                   int taking)
+{
+    _Atomic uint64_t *w;
+    uint64_t v, n, t, tag = shm_peering_tag(generation);
+
+    if (mg_shm == NULL || slot >= MG_SHM_WORKERS) {
+        return;
+    }
+    w = &mg_shm->peering[slot];
+    v = atomic_load_explicit(w, memory_order_relaxed);
+    do {
+        if ((v & ~(uint64_t)UINT32_MAX) != tag) {
+            return;   /* a newer generation's worker has the slot now */
+        }
+        n = v & MG_SHM_PEERING_COUNT;
+        if (delta < 0) {
+            n = n > 0 ? n - 1 : 0;
+        } else if (delta > 0 && n < MG_SHM_PEERING_COUNT) {
+            n++;
+        }
+        t = taking == -1 ? v & MG_SHM_PEERING_TAKING
+                         : taking ? MG_SHM_PEERING_TAKING : 0;
+    } while (!atomic_compare_exchange_weak_explicit(
+                 w, &v, tag | t | n, memory_order_relaxed,
+                 memory_order_relaxed));
+}
+
+void
+mg_shm__peering_add(unsigned slot, unsigned long generation, int delta)
+{
+    shm_peering_change(slot, generation, delta, -1);
+}
+
+void
+mg_shm_peering_taking(unsigned slot, unsigned long generation, int taking)
+{
+    shm_peering_change(slot, generation, 0, taking != 0);
+}
+
+void
+mg_shm_peering_gone(unsigned slot, unsigned long generation)
+{
+    uint64_t v, tag = shm_peering_tag(generation);
+
+    if (mg_shm == NULL || slot >= MG_SHM_WORKERS) {
+        return;
+    }
+    v = atomic_load_explicit(&mg_shm->peering[slot], memory_order_relaxed);
+    while ((v & ~(uint64_t)UINT32_MAX) == tag
+           && !atomic_compare_exchange_weak_explicit(
+                  &mg_shm->peering[slot], &v, 0, memory_order_relaxed,
+                  memory_order_relaxed)) {
+        /* v was reloaded: try again while it is still that worker's */
+    }
+}
+
+int
+mg_shm_peering_scan(unsigned slot, unsigned long generation,
+                    unsigned nworkers, mg_shm_peering_view_t *v)
+{
+    uint64_t w, tag = shm_peering_tag(generation);
+    unsigned i, n;
+
+    if (mg_shm == NULL) {
+        return MG_DECLINED;
+    }
+    memset(v, 0, sizeof(*v));
+    v->min = UINT32_MAX;
+    for (i = 0; i < nworkers && i < MG_SHM_WORKERS; i++) {
+        w = atomic_load_explicit(&mg_shm->peering[i], memory_order_relaxed);
+        if ((w & ~(uint64_t)UINT32_MAX) != tag) {
+            continue;
+        }
+        n = (unsigned)(w & MG_SHM_PEERING_COUNT);
+        v->live++;
+        v->taking += (w & MG_SHM_PEERING_TAKING) != 0;
+        v->min = mg_min(v->min, n);
+        if (i == slot) {
+            v->mine = n;
+        }
+    }
+    if (v->live == 0) {
+        v->min = 0;
+    }
+    return MG_OK;
 }

@@ -441,6 +441,11 @@ master_on_child(struct ev_loop *loop, ev_child *w, int revents)
             close(p.chan);
         }
         p.gen->live--;
+        if (!master_is_control(p.gen, p.slot)) {
+            /* Its connections died with it: its peering count must not
+             * hold the other workers back until a respawn. */
+            mg_shm_peering_gone(p.slot, p.gen->id);
+        }
         if (WIFSIGNALED(status)) {
             mg_log_error(p.gen->draining || mg_master.stopping
                              ? MG_LOG_NOTICE : MG_LOG_CRIT,

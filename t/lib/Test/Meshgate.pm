@@ -26,7 +26,8 @@ package Test::Meshgate;
 # run_backend, run_nginx, stop_and_check, plan. Functions (exported): port,
 # http, http_get, parse_response, waitforsocket, waitfor, read_file,
 # pattern_bytes. Also Test::Meshgate::Client (keep-alive client),
-# children_of, proc_title and proc_uid.
+# children_of, proc_title, proc_uid, tcp_sockets and worker_sockets
+# (which TCP connections each worker holds, from /proc).
 #
 # Test::Meshgate->new(netns => NAME) runs the binary and every helper of
 # that object inside the network namespace NAME ("ip netns exec NAME"),
@@ -563,6 +564,79 @@ sub proc_uid {
     my $s = read_file("/proc/$pid/status");
     return $s =~ /^Uid:\s+(\d+)\s+(\d+)/m ? wantarray ? ($1, $2) : $2
         : undef;
+}
+
+# TCP states in /proc/net/tcp, by their hex code.
+my %TCP_STATE = ('01' => 'ESTABLISHED', '02' => 'SYN_SENT',
+    '03' => 'SYN_RECV', '04' => 'FIN_WAIT1', '05' => 'FIN_WAIT2',
+    '06' => 'TIME_WAIT', '07' => 'CLOSE', '08' => 'CLOSE_WAIT',
+    '09' => 'LAST_ACK', '0A' => 'LISTEN', '0B' => 'CLOSING');
+
+# "0100007F:1F90" (or the IPv6 form) -> ("127.0.0.1", 8080): each 32-bit
+# word of the address is in host (little-endian) order.
+sub _proc_tcp_addr {
+    my ($hex) = @_;
+    my ($a, $p) = split /:/, $hex;
+    my @w = map { scalar reverse pack 'H8', $_ } $a =~ /(.{8})/g;
+    my $ip = @w == 1 ? join('.', unpack 'C4', $w[0])
+        : join(':', map { sprintf '%x', $_ } unpack 'n8', join '', @w);
+    return ($ip, hex $p);
+}
+
+# tcp_sockets(PID, lport => N, rport => N, state => 'ESTABLISHED'): the
+# TCP sockets process PID holds, each { local => "IP:PORT", remote =>
+# ..., lport, rport, state, inode }, keeping those that match every
+# option given. Its fds (/proc/PID/fd, socket:[INODE]) are matched
+# against /proc/PID/net/tcp and tcp6, which show the process's own
+# network namespace, so this works from outside one. Those tables are no
+# snapshot: while connections come and go, a socket may be listed twice
+# (kept once here) or not at all, so read twice when it matters.
+sub tcp_sockets {
+    shift if ref $_[0];
+    my ($pid, %f) = @_;
+    my (%mine, %seen);
+    opendir my $d, "/proc/$pid/fd" or return;
+    for my $fd (readdir $d) {
+        my $l = readlink "/proc/$pid/fd/$fd" // next;
+        $mine{$1} = 1 if $l =~ /^socket:\[(\d+)\]$/;
+    }
+    my @s;
+    for my $file ("/proc/$pid/net/tcp", "/proc/$pid/net/tcp6") {
+        # Large reads: each read() resumes the table walk, where the
+        # listing can go wrong.
+        my $text = '';
+        open my $fh, '<', $file or next;
+        1 while sysread($fh, $text, 1 << 20, length $text);
+        for my $line (split /\n/, $text) {
+            my @c = split ' ', $line;
+            next unless @c > 9 && $c[0] =~ /^\d+:$/ && $mine{$c[9]}
+                && !$seen{$c[9]}++;
+            my ($lip, $lport) = _proc_tcp_addr($c[1]);
+            my ($rip, $rport) = _proc_tcp_addr($c[2]);
+            my $e = { local => "$lip:$lport", remote => "$rip:$rport",
+                lport => $lport, rport => $rport,
+                state => $TCP_STATE{$c[3]} // $c[3], inode => $c[9] };
+            next if grep { defined $f{$_} && $e->{$_} ne $f{$_} }
+                qw(lport rport state);
+            push @s, $e;
+        }
+    }
+    return @s;
+}
+
+# worker_sockets(lport => N, ...): { worker slot => [ tcp_sockets ] } for
+# every proxy worker ("meshgate: worker N" in its title; the newest
+# generation's when there are several), filtered as tcp_sockets does.
+sub worker_sockets {
+    my ($self, %f) = @_;
+    my (%by, %gen);
+    for my $pid ($self->worker_pids) {
+        next unless proc_title($pid) =~ /worker (\d+) \(gen (\d+)\)/;
+        next if defined $gen{$1} && $gen{$1} > $2;
+        $gen{$1} = $2;
+        $by{$1} = [ tcp_sockets($pid, %f) ];
+    }
+    return \%by;
 }
 
 # run_binary(@args): runs the binary in the foreground (|timeout| 10 s);
