@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "mg_access_log.h"
+#include "mg_admin.h"
 #include "mg_buf.h"
 #include "mg_dns.h"
 #include "mg_h1.h"
@@ -740,33 +741,15 @@ client_reject(mg_client_t *c, int err)
 static void
 admin_handle(mg_client_t *c, const mg_h1_request_t *r)
 {
-    mg_ctx_t *ctx = c->ctx;
-    char body[512];
-    int n;
+    mg_admin_reply_t ar;
 
-    if (mg_str_eq(r->path, mg_str_lit("/ready"))) {
-        if (ctx->draining) {
-            client_respond_text(c, 503, "draining\n");
-        } else {
-            client_respond_text(c, 200, "ready\n");
-        }
+    if (mg_admin_handle(c->ctx, r->path, r->query, &ar) != MG_OK) {
+        client_respond_text(c, 500, "admin page too large or out of "
+                            "memory\n");
         return;
     }
-    if (mg_str_eq(r->path, mg_str_lit("/server_info"))) {
-        n = snprintf(body, sizeof(body),
-                     "{\"version\":\"%s\",\"uptime_seconds\":%.0f,"
-                     "\"generation\":%lu,\"workers\":%u,\"worker_pid\":%d,"
-                     "\"region\":\"%s\",\"state\":\"%s\"}\n",
-                     PACKAGE_VERSION,
-                     ev_now(ctx->loop) - ctx->master_start, ctx->generation,
-                     ctx->snap->gateway.workers, (int)ctx->pid,
-                     ctx->snap->gateway.region,
-                     ctx->draining ? "draining" : "live");
-        client_respond(c, 200, "application/json", body,
-                       n > 0 ? (size_t)n : 0, NULL);
-        return;
-    }
-    client_respond_text(c, 404, "not found\n");
+    client_respond(c, ar.status, ar.ctype, ar.body, ar.len, NULL);
+    mg_admin_reply_free(&ar);
 }
 
 /* ------------------------------------------------------------------ */
