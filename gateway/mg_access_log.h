@@ -2,6 +2,11 @@
  * Access logs: one line per request, buffered per worker and written with
  * whole lines only (O_APPEND), so several workers can share one file
  * without torn lines. Flushed when the buffer fills and once a second.
+ *
+ * A line is the default text line, a text line of a listener's
+ * access_log_format, or a JSON object (access_log_json). Formats are
+ * compiled once, when the config is loaded, into a list of literals and
+ * field ids, so writing a line parses nothing.
  */
 #ifndef MG_ACCESS_LOG_H
 #define MG_ACCESS_LOG_H
@@ -12,16 +17,60 @@
 
 #define MG_ACCESS_LOG_BUF 32768
 
+/* The fields a format may name, as "%name%". JSON lines carry all of them,
+ * in this order, keyed by the same names. */
+enum {
+    MG_ACCESS_F_LITERAL = 0,      /* not a field: literal text */
+    MG_ACCESS_F_TIME,             /* local, ISO 8601 with milliseconds */
+    MG_ACCESS_F_CLIENT,
+    MG_ACCESS_F_LISTENER,
+    MG_ACCESS_F_METHOD,
+    MG_ACCESS_F_PATH,
+    MG_ACCESS_F_PROTOCOL,
+    MG_ACCESS_F_STATUS,
+    MG_ACCESS_F_BYTES,
+    MG_ACCESS_F_DURATION,         /* seconds, 3 decimals */
+    MG_ACCESS_F_DURATION_MS,      /* milliseconds, 3 decimals */
+    MG_ACCESS_F_HOST,
+    MG_ACCESS_F_UPSTREAM,
+    MG_ACCESS_F_UPSTREAM_ADDR,
+    MG_ACCESS_F_CLUSTER,
+    MG_ACCESS_F_TABLE,
+    MG_ACCESS_F_ROUTE,
+    MG_ACCESS_F_USER_AGENT,
+    MG_ACCESS_F_REFERER,
+    MG_ACCESS_F_REQUEST_ID,
+    MG_ACCESS_F_PID,
+    MG_ACCESS_F_N
+};
+
+/* One piece of a compiled format: literal text or a field. */
+typedef struct mg_access_item_s {
+    unsigned field;               /* MG_ACCESS_F_* */
+    const char *text;             /* MG_ACCESS_F_LITERAL */
+    size_t len;
+} mg_access_item_t;
+
+struct mg_access_format_s {
+    unsigned json:1;              /* JSON lines; |items| unused */
+    unsigned need_time:1;         /* a field needs the clock */
+    unsigned nitems;
+    const mg_access_item_t *items;
+};
+
 struct mg_access_log_s {
     int fd;                       /* -1 when off */
     const char *path;
+    const mg_access_format_t *fmt;
     size_t len;                   /* bytes pending in buf */
     ev_timer flush_timer;
     struct ev_loop *loop;
     char buf[MG_ACCESS_LOG_BUF];
 };
 
-/* The fields of one line. Strings may be empty; they are escaped. */
+/* The fields of one line. Strings with a length may be empty; every string
+ * is escaped. A NULL string is a missing value: "-" in text, null in
+ * JSON. */
 typedef struct mg_access_entry_s {
     const char *client;
     const char *listener;
@@ -35,13 +84,36 @@ typedef struct mg_access_entry_s {
     double duration;              /* seconds */
     const char *host;
     size_t host_len;
-    const char *upstream;         /* NULL when none */
+    const char *upstream;         /* "name:port (addr)" or NULL when none */
+    const char *upstream_addr;    /* the address reached, or NULL */
+    const char *cluster;          /* the route's cluster, or NULL */
+    const char *table;            /* the listener's route table, or NULL */
+    const char *route;            /* the route's prefix or path, or NULL */
+    size_t route_len;
+    const char *user_agent;       /* NULL when the header is absent */
+    size_t user_agent_len;
+    const char *referer;          /* NULL when the header is absent */
+    size_t referer_len;
     const char *request_id;
 } mg_access_entry_t;
 
-/* Opens |path| (NULL = off). MG_OK or MG_ERROR (logged). */
+/*
+ * Compiles access_log_format |spec| into |pool|: "%name%" is a field (see
+ * MG_ACCESS_F_*), "%%" a percent sign, the rest literal text. Returns the
+ * format, or NULL with the reason in |err| (|errlen| bytes) for an unknown
+ * field name or an unterminated "%". |pool| NULL fails as out of memory.
+ */
+const mg_access_format_t *mg_access_format_compile(mg_pool_t *pool,
+                                                   const char *spec,
+                                                   char *err, size_t errlen);
+
+/* The format of JSON lines; static. */
+const mg_access_format_t *mg_access_format_json(void);
+
+/* Opens |path| (NULL = off) to write lines of |fmt| (NULL = the default
+ * text line). MG_OK or MG_ERROR (logged). */
 int mg_access_log_open(mg_access_log_t *al, struct ev_loop *loop,
-                       const char *path);
+                       const char *path, const mg_access_format_t *fmt);
 
 void mg_access_log_write(mg_access_log_t *al, const mg_access_entry_t *e);
 

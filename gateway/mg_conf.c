@@ -31,6 +31,7 @@
 
 #include <libconfig.h>
 
+#include "mg_access_log.h"
 #include "mg_conf.h"
 #include "mg_gzip.h"
 #include "mg_log.h"
@@ -120,7 +121,8 @@ enum {
     LK_NAME, LK_LISTEN, LK_ROUTES, LK_BACKLOG, LK_MAX_REQUEST_LINE,
     LK_MAX_HEADER_SIZE, LK_MAX_HEADERS, LK_MAX_BODY_SIZE,
     LK_REQUEST_HEADER_TIMEOUT, LK_IDLE_TIMEOUT, LK_SEND_TIMEOUT,
-    LK_ACCESS_LOG, LK_TLS, LK_H2C, LK_PEERING, LK_PUBLIC, LK_N
+    LK_ACCESS_LOG, LK_ACCESS_LOG_FORMAT, LK_ACCESS_LOG_JSON, LK_TLS, LK_H2C,
+    LK_PEERING, LK_PUBLIC, LK_N
 };
 
 static const conf_key_t conf_listener_keys[LK_N] = {
@@ -136,6 +138,8 @@ static const conf_key_t conf_listener_keys[LK_N] = {
     [LK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
     [LK_SEND_TIMEOUT] = CK_SECS("send_timeout", 60),
     [LK_ACCESS_LOG] = CK_STR("access_log", "off"),
+    [LK_ACCESS_LOG_FORMAT] = CK_STR("access_log_format", NULL),
+    [LK_ACCESS_LOG_JSON] = CK_BOOL("access_log_json", 0),
     [LK_TLS] = CK_GROUP("tls"),
     [LK_H2C] = CK_BOOL("h2c", 0),
     [LK_PEERING] = CK_BOOL("peering", 0),
@@ -1516,6 +1520,37 @@ conf_parse_listener_tls(conf_ctx_t *ctx, mg_listener_conf_t *l,
     }
 }
 
+/* access_log_format and access_log_json of listener |l|: compiled here,
+ * once, so that a request's line costs no parsing. */
+static void
+conf_parse_access_format(conf_ctx_t *ctx, mg_listener_conf_t *l,
+                         const conf_val_t *v)
+{
+    char err[256];
+
+    l->access_format = NULL;
+    if (v[LK_ACCESS_LOG_JSON].i != 0) {
+        if (v[LK_ACCESS_LOG_FORMAT].str != NULL) {
+            conf_error(ctx, v[LK_ACCESS_LOG_FORMAT].s,
+                       "access_log_format cannot be used with "
+                       "access_log_json = true, whose lines carry every "
+                       "field");
+            return;
+        }
+        l->access_format = mg_access_format_json();
+        return;
+    }
+    if (v[LK_ACCESS_LOG_FORMAT].str == NULL) {
+        return;
+    }
+    l->access_format = mg_access_format_compile(ctx->pool,
+                                                v[LK_ACCESS_LOG_FORMAT].str,
+                                                err, sizeof(err));
+    if (l->access_format == NULL) {
+        conf_error(ctx, v[LK_ACCESS_LOG_FORMAT].s, "%s", err);
+    }
+}
+
 static void
 conf_parse_listeners(conf_ctx_t *ctx)
 {
@@ -1566,6 +1601,7 @@ conf_parse_listeners(conf_ctx_t *ctx)
             conf_error(ctx, v[LK_ACCESS_LOG].s,
                        "key \"access_log\" must be a path or \"off\"");
         }
+        conf_parse_access_format(ctx, l, v);
         if (v[LK_TLS].s != NULL) {
             conf_parse_listener_tls(ctx, l, v[LK_TLS].s);
         }

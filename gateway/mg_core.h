@@ -31,6 +31,7 @@ typedef struct mg_ctx_s mg_ctx_t;
 typedef struct mg_client_s mg_client_t;
 typedef struct mg_upstream_pool_s mg_upstream_pool_t;
 typedef struct mg_access_log_s mg_access_log_t;
+typedef struct mg_access_format_s mg_access_format_t;
 typedef struct mg_outlier_conf_s mg_outlier_conf_t;
 
 #define mg_countof(a) (sizeof(a) / sizeof((a)[0]))

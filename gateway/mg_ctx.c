@@ -93,7 +93,8 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
     }
     for (i = 0; i < snap->nlisteners; i++) {
         (void)mg_access_log_open(&ctx->access_logs[i], loop,
-                                 snap->listeners[i].access_log);
+                                 snap->listeners[i].access_log,
+                                 snap->listeners[i].access_format);
     }
     ctx_seed_request_ids(ctx);
     return MG_OK;

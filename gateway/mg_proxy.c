@@ -442,6 +442,19 @@ client_log_request(mg_client_t *c)
     e.upstream = c->ep != NULL ? proxy_upstream_name(c, name, sizeof(name))
                                : NULL;
     e.request_id = c->request_id;
+    e.upstream_addr = c->ep == NULL ? NULL
+                      : c->upstream_addr[0] ? c->upstream_addr
+                                            : c->ep->address;
+    e.cluster = c->route != NULL && c->route->action == MG_ROUTE_CLUSTER
+                    ? c->route->cluster->name
+                    : NULL;
+    e.table = c->lc->routes != NULL ? c->lc->routes->name : NULL;
+    e.route = c->route != NULL ? c->route->path.data : NULL;
+    e.route_len = c->route != NULL ? c->route->path.len : 0;
+    e.user_agent = c->has_user_agent ? c->user_agent : NULL;
+    e.user_agent_len = c->user_agent_len;
+    e.referer = c->has_referer ? c->referer : NULL;
+    e.referer_len = c->referer_len;
     mg_access_log_write(al, &e);
 }
 
@@ -758,6 +771,9 @@ admin_handle(mg_client_t *c, const mg_h1_request_t *r)
 static void
 client_copy_log_fields(mg_client_t *c, const mg_h1_request_t *r)
 {
+    const mg_h1_header_t *h;
+    unsigned i;
+
     c->method_len = mg_min(r->method.len, sizeof(c->method) - 1);
     memcpy(c->method, r->method.data, c->method_len);
     c->target_len = mg_min(r->target.len, sizeof(c->target) - 1);
@@ -765,6 +781,20 @@ client_copy_log_fields(mg_client_t *c, const mg_h1_request_t *r)
     c->host_len = mg_min(r->host.len, sizeof(c->host) - 1);
     if (c->host_len) {
         memcpy(c->host, r->host.data, c->host_len);
+    }
+    c->has_user_agent = 0;
+    c->has_referer = 0;
+    for (i = 0; i < r->nheaders; i++) {
+        h = &r->headers[i];
+        if (!c->has_user_agent && mg_str_caseeq_lit(h->name, "user-agent")) {
+            c->has_user_agent = 1;
+            c->user_agent_len = mg_min(h->value.len, sizeof(c->user_agent));
+            memcpy(c->user_agent, h->value.data, c->user_agent_len);
+        } else if (!c->has_referer && mg_str_caseeq_lit(h->name, "referer")) {
+            c->has_referer = 1;
+            c->referer_len = mg_min(h->value.len, sizeof(c->referer));
+            memcpy(c->referer, h->value.data, c->referer_len);
+        }
     }
 }
 

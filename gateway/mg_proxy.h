@@ -160,7 +160,12 @@ struct mg_client_s {
     char host[256];
     char request_id[72];
     char origin[64];              /* peering: the region it came from */
+    char user_agent[256];
+    char referer[PROXY_LOG_FIELD_MAX];
     size_t method_len, target_len, host_len;
+    size_t user_agent_len, referer_len;
+    unsigned has_user_agent:1;    /* the header was sent (may be empty) */
+    unsigned has_referer:1;
 };
 
 

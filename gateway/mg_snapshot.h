@@ -231,6 +231,7 @@ struct mg_listener_conf_s {
     double idle_timeout;          /* keep-alive between requests, 60 s */
     double send_timeout;          /* client not reading, 60 s */
     const char *access_log;       /* path, or NULL when off */
+    const mg_access_format_t *access_format; /* NULL: the default line */
     void *tls;                    /* SSL_CTX *, or NULL for cleartext */
     unsigned tls_verify;          /* MG_TLS_VERIFY_* */
     unsigned h2:1;                /* HTTP/2 offered (ALPN h2 on TLS) */

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mg_access_log.h"
 #include "mg_conf.h"
 #include "mg_log.h"
 #include "mg_pool.h"
@@ -948,6 +949,133 @@ test_host_names(void)
                  "key \"dns_refresh\" must be", "a region's dns_refresh < 0");
 }
 
+/* Reads the whole of |path| into a malloc'd string; *len its size. */
+static char *
+slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long n;
+
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0) {
+        perror(path);
+        exit(2);
+    }
+    rewind(f);
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        perror(path);
+        exit(2);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* access_log_format compiles once into literals and fields; lines of any
+ * length are written whole. */
+static void
+test_access_log(void)
+{
+    const mg_access_format_t *fmt;
+    mg_access_entry_t e;
+    mg_access_log_t *al;
+    mg_pool_t *pool;
+    char err[256], path[128], *big, *text, *nl;
+    size_t len, biglen = 3 * MG_ACCESS_LOG_BUF;
+    struct ev_loop *loop = ev_default_loop(0);
+    int i;
+
+    pool = mg_pool_create(4096);
+    fmt = mg_access_format_compile(pool, "a%%b %status%-%method%%path%", err,
+                                   sizeof(err));
+    ok(fmt != NULL && fmt->nitems == 7 && !fmt->json,
+       "a format compiles to literals and fields");
+    fmt = mg_access_format_compile(pool, "%client% %bogus%", err,
+                                   sizeof(err));
+    ok(fmt == NULL && strstr(err, "unknown field \"%bogus%\"") != NULL,
+       "an unknown field is refused: %s", err);
+    fmt = mg_access_format_compile(pool, "%client", err, sizeof(err));
+    ok(fmt == NULL && strstr(err, "unterminated") != NULL,
+       "an unterminated field is refused");
+
+    memset(&e, 0, sizeof(e));
+    e.client = "127.0.0.1";
+    e.listener = "mesh";
+    e.method = "GET";
+    e.method_len = 3;
+    e.protocol = "HTTP/1.1";
+    e.status = 200;
+    e.host = "h\"x";
+    e.host_len = 3;
+    e.request_id = "id";
+    big = malloc(biglen);
+    if (big == NULL) {
+        exit(2);
+    }
+    for (i = 0; i < (int)biglen; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    big[0] = '/';
+    big[1] = '\x01';
+
+    snprintf(path, sizeof(path), "%s/access.log", new_dir());
+    al = calloc(1, sizeof(*al));
+    fmt = mg_access_format_compile(pool, "%path% %host% %upstream%", err,
+                                   sizeof(err));
+    if (al == NULL || fmt == NULL
+        || mg_access_log_open(al, loop, path, fmt) != MG_OK) {
+        exit(2);
+    }
+    e.path = "/small";
+    e.path_len = 6;
+    mg_access_log_write(al, &e);
+    e.path = big;
+    e.path_len = biglen;
+    mg_access_log_write(al, &e);
+    e.path = "/after";
+    e.path_len = 6;
+    mg_access_log_write(al, &e);
+    mg_access_log_close(al);
+    text = slurp(path, &len);
+    ok(strncmp(text, "/small h\\x22x -\n", 16) == 0,
+       "text format: fields, literals, escaping, \"-\" for none");
+    nl = strchr(text + 16, '\n');
+    is_int(nl != NULL ? nl - (text + 16) : -1, biglen + 3 + 9,
+           "a line longer than the buffer is written whole");
+    ok(nl != NULL && strncmp(text + 16, "/\\x01cde", 8) == 0,
+       "its control byte is escaped");
+    ok(nl != NULL && strcmp(nl + 1, "/after h\\x22x -\n") == 0,
+       "the next line follows it");
+    free(text);
+
+    snprintf(path, sizeof(path), "%s/access.json", new_dir());
+    if (mg_access_log_open(al, loop, path, mg_access_format_json())
+        != MG_OK) {
+        exit(2);
+    }
+    e.path = "/a\"\x01\xc3\xa9\xff";
+    e.path_len = 7;
+    e.duration = 0.0125;
+    mg_access_log_write(al, &e);
+    mg_access_log_close(al);
+    text = slurp(path, &len);
+    ok(strstr(text, "\"path\":\"/a\\\"\\u0001\xc3\xa9\\u00ff\"") != NULL,
+       "JSON: quote, control byte, UTF-8 and a stray byte");
+    ok(strstr(text, "\"status\":200,\"bytes\":0,\"duration\":0.013,"
+                    "\"duration_ms\":12.500,") != NULL,
+       "JSON: numbers are numbers");
+    ok(strstr(text, "\"upstream\":null,") != NULL,
+       "JSON: a missing value is null");
+    ok(len > 0 && text[len - 1] == '\n' && strchr(text, '\n') == text + len - 1,
+       "JSON: one line");
+    free(text);
+    free(al);
+    free(big);
+    mg_pool_destroy(pool);
+}
+
 int
 main(void)
 {
@@ -966,6 +1094,7 @@ main(void)
     test_regions();
     test_parse_addr();
     test_host_names();
+    test_access_log();
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
