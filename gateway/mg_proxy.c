@@ -1781,15 +1781,11 @@ proxy_connect_failed(mg_client_t *c, int err)
     proxy_connect(c);
 }
 
-/* Sends the request again from the start when all of it is still at hand;
- * |fresh|: on a new connection. MG_OK if it went. */
-static int
-proxy_replay(mg_client_t *c, int fresh)
+/* Drops the upstream and winds the request back to its first byte (its
+ * head and body are still in our buffers), to be sent again. */
+static void
+proxy_rewind(mg_client_t *c)
 {
-    if (c->resp_seen || !c->replayable || c->uhead == NULL
-        || c->attempts >= 8) {
-        return MG_ERROR;
-    }
     client_detach_upstream(c, 0);
     c->uhead->pos = c->uhead->start;
     if (c->body_start != NULL) {
@@ -1803,6 +1799,18 @@ proxy_replay(mg_client_t *c, int fresh)
     memset(&c->req_ck, 0, sizeof(c->req_ck));
     c->req_ck_done = 0;
     c->body_scanned = 0;
+}
+
+/* Sends the request again from the start when all of it is still at hand;
+ * |fresh|: on a new connection. MG_OK if it went. */
+static int
+proxy_replay(mg_client_t *c, int fresh)
+{
+    if (c->resp_seen || !c->replayable || c->uhead == NULL
+        || c->attempts >= 8) {
+        return MG_ERROR;
+    }
+    proxy_rewind(c);
     c->no_pool = fresh;
     /* Not the endpoint's doing (a stale pooled connection, a refused
      * stream): no attempt is spent, and endpoints tried stay tried. */
@@ -1930,19 +1938,7 @@ proxy_retry(mg_client_t *c, const char *why)
         c->retried = 1;
         c->ctx->retrying[c->route->cluster->index]++;
     }
-    client_detach_upstream(c, 0);
-    c->uhead->pos = c->uhead->start;
-    if (c->body_start != NULL) {
-        c->in->pos = c->body_start;
-    }
-    c->body_left = c->req_body_kind == MG_H1_BODY_LENGTH ? c->content_length
-                                                         : 0;
-    c->req_body_done = c->req_body_kind == MG_H1_BODY_NONE
-                       || (c->req_body_kind == MG_H1_BODY_LENGTH
-                           && c->content_length == 0);
-    memset(&c->req_ck, 0, sizeof(c->req_ck));
-    c->req_ck_done = 0;
-    c->body_scanned = 0;
+    proxy_rewind(c);
     c->resp_seen = 0;
     c->uhead_scanned = 0;
     c->no_pool = 0;
