@@ -37,12 +37,16 @@
 #include "mg_log.h"
 #include "mg_pool.h"
 #include "mg_router.h"
+#include "mg_shm.h"
 #include "mg_snapshot.h"
 #include "mg_tls.h"
 
 #define CONF_POOL_SIZE    16384
 #define CONF_MAX_SECONDS  (365.0 * 86400)   /* keeps ev timers sane */
 #define CONF_MAX_WORKERS  512
+/* Every worker slot has its peering count in shared memory. */
+_Static_assert(CONF_MAX_WORKERS <= MG_SHM_WORKERS,
+               "a worker slot without its shared peering count");
 #define CONF_NO_MAX       9.2e18            /* about INT64_MAX */
 
 /* What a key's value must be. */
