@@ -457,42 +457,23 @@ mg_dns_log_name(const mg_endpoint_conf_t *ep, const mg_dns_peer_t *peer,
 /* ------------------------------------------------------------------ */
 /* The resolver (control process)                                      */
 
-/* Walks every endpoint with a table entry, once per entry: |seen| has one
- * bit per entry. Returns the next new one after |*c|,|*p|,|*j|, or NULL. */
-static const mg_endpoint_conf_t *
-dns_next(const mg_snapshot_t *snap, uint64_t *seen, unsigned *c,
-         unsigned *p, unsigned *j)
+/* Its entry in the DNS table, or MG_DNS_SLOTS for none. */
+static unsigned
+dns_slot(const mg_endpoint_conf_t *ep)
 {
-    const mg_cluster_conf_t *cl;
-    const mg_endpoint_conf_t *ep;
-    unsigned s;
-
-    for (; *c < snap->nclusters; (*c)++, *p = 0, *j = 0) {
-        cl = &snap->clusters[*c];
-        for (; *p < cl->npriorities; (*p)++, *j = 0) {
-            while (*j < cl->priorities[*p].nendpoints) {
-                ep = &cl->priorities[*p].endpoints[(*j)++];
-                s = ep->dns_slot;
-                if (ep->host == NULL || s >= MG_DNS_SLOTS
-                    || (seen[s / 64] & ((uint64_t)1 << (s % 64)))) {
-                    continue;
-                }
-                seen[s / 64] |= (uint64_t)1 << (s % 64);
-                return ep;
-            }
-        }
-    }
-    return NULL;
+    return ep->host != NULL ? ep->dns_slot : MG_DNS_SLOTS;
 }
 
 unsigned
 mg_dns_count(const mg_snapshot_t *snap)
 {
     uint64_t seen[MG_DNS_SLOTS / 64];
-    unsigned c = 0, p = 0, j = 0, n = 0;
+    mg_endpoint_walk_t w = { 0, 0, 0 };
+    unsigned n = 0;
 
     memset(seen, 0, sizeof(seen));
-    while (dns_next(snap, seen, &c, &p, &j) != NULL) {
+    while (mg_snapshot_next_slot(snap, &w, seen, MG_DNS_SLOTS,
+                                 dns_slot) != NULL) {
         n++;
     }
     return n;
@@ -736,7 +717,8 @@ mg_dns_start(struct ev_loop *loop, const mg_snapshot_t *snap)
     dns_name_t *nm, **byslot;
     mg_dns_t *d;
     mg_pool_t *pool;
-    unsigned c = 0, p = 0, j = 0, i, n = mg_dns_count(snap);
+    mg_endpoint_walk_t w = { 0, 0, 0 };
+    unsigned c, p, j, i, n = mg_dns_count(snap);
 
     pool = mg_pool_create(4096);
     if (pool == NULL) {
@@ -761,7 +743,8 @@ mg_dns_start(struct ev_loop *loop, const mg_snapshot_t *snap)
     }
     memset(seen, 0, sizeof(seen));
     while (d->nnames < n
-           && (ep = dns_next(snap, seen, &c, &p, &j)) != NULL) {
+           && (ep = mg_snapshot_next_slot(snap, &w, seen, MG_DNS_SLOTS,
+                                             dns_slot)) != NULL) {
         nm = &d->names[d->nnames++];
         nm->d = d;
         nm->host = ep->host;

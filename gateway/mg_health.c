@@ -94,43 +94,23 @@ struct mg_health_s {
 
 static void health_watch(health_target_t *t);
 
-/* Walks every checked endpoint once per slot: |seen| has one bit per slot
- * (MG_SHM_SLOTS bits). Returns the next new one after |*c|,|*p|,|*j|, or
- * NULL at the end. */
-static const mg_endpoint_conf_t *
-health_next(const mg_snapshot_t *snap, uint64_t *seen, unsigned *c,
-            unsigned *p, unsigned *j)
+/* Its entry in the health table, or MG_SHM_SLOTS for none. */
+static unsigned
+health_slot(const mg_endpoint_conf_t *ep)
 {
-    const mg_cluster_conf_t *cl;
-    const mg_endpoint_conf_t *ep;
-    unsigned s;
-
-    for (; *c < snap->nclusters; (*c)++, *p = 0, *j = 0) {
-        cl = &snap->clusters[*c];
-        for (; *p < cl->npriorities; (*p)++, *j = 0) {
-            while (*j < cl->priorities[*p].nendpoints) {
-                ep = &cl->priorities[*p].endpoints[(*j)++];
-                s = ep->health_slot;
-                if (ep->health_check == NULL || s >= MG_SHM_SLOTS
-                    || (seen[s / 64] & ((uint64_t)1 << (s % 64)))) {
-                    continue;
-                }
-                seen[s / 64] |= (uint64_t)1 << (s % 64);
-                return ep;
-            }
-        }
-    }
-    return NULL;
+    return ep->health_check != NULL ? ep->health_slot : MG_SHM_SLOTS;
 }
 
 unsigned
 mg_health_count(const mg_snapshot_t *snap)
 {
     uint64_t seen[MG_SHM_SLOTS / 64];
-    unsigned c = 0, p = 0, j = 0, n = 0;
+    mg_endpoint_walk_t w = { 0, 0, 0 };
+    unsigned n = 0;
 
     memset(seen, 0, sizeof(seen));
-    while (health_next(snap, seen, &c, &p, &j) != NULL) {
+    while (mg_snapshot_next_slot(snap, &w, seen, MG_SHM_SLOTS,
+                                 health_slot) != NULL) {
         n++;
     }
     return n;
@@ -794,7 +774,8 @@ mg_health_start(struct ev_loop *loop, const mg_snapshot_t *snap)
     health_target_t *t;
     mg_health_t *h;
     mg_pool_t *pool;
-    unsigned c = 0, p = 0, j = 0, n = mg_health_count(snap), i;
+    mg_endpoint_walk_t w = { 0, 0, 0 };
+    unsigned n = mg_health_count(snap), i;
 
     pool = mg_pool_create(16384);
     if (pool == NULL) {
@@ -816,7 +797,8 @@ mg_health_start(struct ev_loop *loop, const mg_snapshot_t *snap)
     }
     memset(seen, 0, sizeof(seen));
     while (h->ntargets < n
-           && (ep = health_next(snap, seen, &c, &p, &j)) != NULL) {
+           && (ep = mg_snapshot_next_slot(snap, &w, seen, MG_SHM_SLOTS,
+                                             health_slot)) != NULL) {
         t = &h->targets[h->ntargets];
         if (health_target_init(h, t, ep) != MG_OK) {
             mg_health_stop(h);

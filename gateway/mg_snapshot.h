@@ -271,4 +271,41 @@ struct mg_snapshot_s {
     unsigned npools;              /* upstream pools: endpoints + regions */
 };
 
+/* Where a walk over a snapshot's endpoints stands; zero it to start. */
+typedef struct mg_endpoint_walk_s {
+    unsigned c, p, j;             /* cluster, level, endpoint */
+} mg_endpoint_walk_t;
+
+/*
+ * The next endpoint, across every cluster and level, whose entry in a
+ * table of |nslots| (health checks, DNS names) was not yielded yet:
+ * |slot| gives an endpoint's entry, or |nslots| for none; |seen| holds one
+ * bit per entry, zeroed before the walk. NULL at the end.
+ */
+static inline const mg_endpoint_conf_t *
+mg_snapshot_next_slot(const mg_snapshot_t *snap, mg_endpoint_walk_t *w,
+                      uint64_t *seen, unsigned nslots,
+                      unsigned (*slot)(const mg_endpoint_conf_t *ep))
+{
+    const mg_cluster_conf_t *cl;
+    const mg_endpoint_conf_t *ep;
+    unsigned s;
+
+    for (; w->c < snap->nclusters; w->c++, w->p = 0, w->j = 0) {
+        cl = &snap->clusters[w->c];
+        for (; w->p < cl->npriorities; w->p++, w->j = 0) {
+            while (w->j < cl->priorities[w->p].nendpoints) {
+                ep = &cl->priorities[w->p].endpoints[w->j++];
+                s = slot(ep);
+                if (s >= nslots || (seen[s / 64] & ((uint64_t)1 << (s % 64)))) {
+                    continue;
+                }
+                seen[s / 64] |= (uint64_t)1 << (s % 64);
+                return ep;
+            }
+        }
+    }
+    return NULL;
+}
+
 #endif /* MG_SNAPSHOT_H */
