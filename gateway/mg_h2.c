@@ -787,15 +787,74 @@ h2_arm_timer(mg_client_t *c)
     }
 }
 
+int
+mg_h2_send(struct nghttp2_session *session, mg_io_t *io, mg_buf_cache_t *bufs,
+           mg_buf_t **out, const uint8_t **pending, size_t *npending,
+           ssize_t *rc)
+{
+    struct iovec iov;
+    ssize_t n, got;
+    size_t k;
+
+    *rc = 0;
+    for (;;) {
+        /* Fill the output block from the session. */
+        if (*out == NULL) {
+            *out = mg_buf_get(bufs);
+            if (*out == NULL) {
+                errno = ENOMEM;
+                return MG_ERROR;
+            }
+        }
+        while (mg_buf_room(*out) > 0) {
+            if (*npending == 0) {
+                got = nghttp2_session_mem_send(session, pending);
+                if (got < 0) {
+                    *rc = got;
+                    return MG_ERROR;
+                }
+                if (got == 0) {
+                    break;
+                }
+                *npending = (size_t)got;
+            }
+            k = mg_min(*npending, mg_buf_room(*out));
+            memcpy((*out)->last, *pending, k);
+            (*out)->last += k;
+            *pending += k;
+            *npending -= k;
+        }
+        if (mg_buf_pending(*out) == 0) {
+            break;
+        }
+        iov.iov_base = (*out)->pos;
+        iov.iov_len = mg_buf_pending(*out);
+        n = mg_io_sendv(io, &iov, 1);
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN ? MG_AGAIN : MG_ERROR;
+        }
+        (*out)->pos += n;
+        if (mg_buf_pending(*out) == 0) {
+            (*out)->pos = (*out)->last = (*out)->start;
+        }
+    }
+    /* Everything went: an idle connection holds no output block. */
+    mg_buf_put(bufs, *out);
+    *out = NULL;
+    return MG_OK;
+}
+
 /* Moves session output to the socket until it would block. */
 static void
 h2_flush(mg_client_t *c)
 {
     mg_h2_conn_t *h2 = c->h2;
     mg_ctx_t *ctx = c->ctx;
-    struct iovec iov;
-    ssize_t n, got;
-    size_t k;
+    ssize_t err;
+    int rc;
 
     if (h2 == NULL) {
         return;
@@ -804,63 +863,23 @@ h2_flush(mg_client_t *c)
         h2->flush_wanted = 1;
         return;
     }
-    for (;;) {
-        /* Fill the output block from the session. */
-        if (c->out == NULL) {
-            c->out = mg_buf_get(&ctx->bufs);
-            if (c->out == NULL) {
-                h2_close(c);
-                return;
-            }
-        }
-        while (mg_buf_room(c->out) > 0) {
-            if (h2->npending == 0) {
-                h2->in_session = 1;
-                got = nghttp2_session_mem_send(h2->session, &h2->pending);
-                h2->in_session = 0;
-                if (got < 0) {
-                    mg_log_error(MG_LOG_INFO, &mg_log, 0,
-                                 "HTTP/2 session error: %s, client: %s",
-                                 nghttp2_strerror((int)got), c->client_ip);
-                    h2_close(c);
-                    return;
-                }
-                if (got == 0) {
-                    break;
-                }
-                h2->npending = (size_t)got;
-            }
-            k = mg_min(h2->npending, mg_buf_room(c->out));
-            memcpy(c->out->last, h2->pending, k);
-            c->out->last += k;
-            h2->pending += k;
-            h2->npending -= k;
-        }
-        if (mg_buf_pending(c->out) == 0) {
-            break;
-        }
-        iov.iov_base = c->out->pos;
-        iov.iov_len = mg_buf_pending(c->out);
-        n = mg_io_sendv(&c->io, &iov, 1);
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN) {
-                ev_io_start(ctx->loop, &c->wev);
-                return;
-            }
-            h2_close(c);
-            return;
-        }
-        c->out->pos += n;
-        if (mg_buf_pending(c->out) == 0) {
-            c->out->pos = c->out->last = c->out->start;
-        }
+    h2->in_session = 1;
+    rc = mg_h2_send(h2->session, &c->io, &ctx->bufs, &c->out, &h2->pending,
+                    &h2->npending, &err);
+    h2->in_session = 0;
+    if (rc == MG_AGAIN) {
+        ev_io_start(ctx->loop, &c->wev);
+        return;
     }
-    /* Everything went: an idle connection holds no output block. */
-    mg_buf_put(&ctx->bufs, c->out);
-    c->out = NULL;
+    if (rc != MG_OK) {
+        if (err < 0) {
+            mg_log_error(MG_LOG_INFO, &mg_log, 0,
+                         "HTTP/2 session error: %s, client: %s",
+                         nghttp2_strerror((int)err), c->client_ip);
+        }
+        h2_close(c);
+        return;
+    }
     ev_io_stop(ctx->loop, &c->wev);
     if (!nghttp2_session_want_read(h2->session)
         && !nghttp2_session_want_write(h2->session)) {

@@ -11,8 +11,11 @@
 #define MG_H2_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "mg_buf.h"
 #include "mg_core.h"
+#include "mg_io.h"
 
 /* The client connection preface, which h2c clients start with. */
 #define MG_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -52,5 +55,19 @@ void mg_h2_consume(mg_client_t *s, size_t n);
 
 /* Resets stream |s| (its response cannot be completed). */
 void mg_h2_reset(mg_client_t *s);
+
+struct nghttp2_session;
+
+/*
+ * Moves a session's output to its socket, client or upstream side alike:
+ * through the block |*out| (taken from |bufs|, given back once all went),
+ * keeping in |*pending|/|*npending| what the session handed over but did
+ * not fit yet. MG_OK (all written), MG_AGAIN (wait until the socket is
+ * writable) or MG_ERROR: |*rc| is the nghttp2 error (< 0), or 0 with
+ * errno telling the socket's (or ENOMEM).
+ */
+int mg_h2_send(struct nghttp2_session *session, mg_io_t *io,
+               mg_buf_cache_t *bufs, mg_buf_t **out, const uint8_t **pending,
+               size_t *npending, ssize_t *rc);
 
 #endif /* MG_H2_H */

@@ -15,6 +15,7 @@
 #include "mg_buf.h"
 #include "mg_dns.h"
 #include "mg_h1.h"
+#include "mg_h2.h"
 #include "mg_h2up.h"
 #include "mg_io.h"
 #include "mg_log.h"
@@ -666,69 +667,35 @@ static void
 h2up_flush(mg_h2up_t *h)
 {
     mg_ctx_t *ctx = h->ctx;
-    struct iovec iov;
-    ssize_t n, got;
-    size_t k;
+    ssize_t err;
+    int rc, sock_err;
 
     if (h->dead || !h->ready || h->in_session) {
         return;
     }
-    for (;;) {
-        if (h->out == NULL) {
-            h->out = mg_buf_get(&ctx->bufs);
-            if (h->out == NULL) {
-                h2up_fail(h, MG_UP_LOST, ENOMEM, "out of memory");
-                return;
-            }
-        }
-        while (mg_buf_room(h->out) > 0) {
-            if (h->npending == 0) {
-                h->in_session = 1;
-                got = nghttp2_session_mem_send(h->session, &h->pending);
-                h->in_session = 0;
-                if (h->dead) {
-                    h2up_free(h);
-                    return;
-                }
-                if (got < 0) {
-                    h2up_fail(h, MG_UP_LOST, 0, nghttp2_strerror((int)got));
-                    return;
-                }
-                if (got == 0) {
-                    break;
-                }
-                h->npending = (size_t)got;
-            }
-            k = mg_min(h->npending, mg_buf_room(h->out));
-            memcpy(h->out->last, h->pending, k);
-            h->out->last += k;
-            h->pending += k;
-            h->npending -= k;
-        }
-        if (mg_buf_pending(h->out) == 0) {
-            break;
-        }
-        iov.iov_base = h->out->pos;
-        iov.iov_len = mg_buf_pending(h->out);
-        n = mg_io_sendv(&h->io, &iov, 1);
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN) {
-                ev_io_start(ctx->loop, &h->wev);
-                return;
-            }
-            h2up_fail(h, MG_UP_LOST, errno, "reset the connection");
-            return;
-        }
-        h->out->pos += n;
-        if (mg_buf_pending(h->out) == 0) {
-            h->out->pos = h->out->last = h->out->start;
-        }
+    h->in_session = 1;
+    rc = mg_h2_send(h->session, &h->io, &ctx->bufs, &h->out, &h->pending,
+                    &h->npending, &err);
+    sock_err = errno;
+    h->in_session = 0;
+    if (h->dead) {
+        h2up_free(h);
+        return;
     }
-    mg_buf_put(&ctx->bufs, h->out);
-    h->out = NULL;
+    if (rc == MG_AGAIN) {
+        ev_io_start(ctx->loop, &h->wev);
+        return;
+    }
+    if (rc != MG_OK) {
+        if (err < 0) {
+            h2up_fail(h, MG_UP_LOST, 0, nghttp2_strerror((int)err));
+        } else {
+            h2up_fail(h, MG_UP_LOST, sock_err, sock_err == ENOMEM
+                                                   ? "out of memory"
+                                                   : "reset the connection");
+        }
+        return;
+    }
     ev_io_stop(ctx->loop, &h->wev);
     if (h->goaway && h->nstreams == 0) {
         h2up_free(h);
