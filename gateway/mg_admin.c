@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "mg_dns.h"
 #include "mg_lb.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_router.h"
 #include "mg_shm.h"
 #include "mg_snapshot.h"
@@ -37,7 +39,11 @@ static const char admin_index[] =
     "  /clusters[?format=json]    endpoints with health, ejection and "
     "load\n"
     "  /config_dump               the running configuration (JSON, "
-    "secrets redacted)\n";
+    "secrets redacted)\n"
+    "  /stats                     counters, gauges and latency "
+    "percentiles of every worker (text)\n"
+    "  /stats/prometheus          the same in the Prometheus text "
+    "format\n";
 
 static void
 admin_reserve(admin_out_t *o, size_t more)
@@ -919,6 +925,464 @@ admin_config_dump(mg_ctx_t *ctx, admin_out_t *o)
 }
 
 /* ------------------------------------------------------------------ */
+/* /stats and /stats/prometheus                                        */
+
+/* What a family's series are. */
+enum {
+    ADMIN_S_INSTANCE = 1,
+    ADMIN_S_LISTENER,
+    ADMIN_S_ROUTE,
+    ADMIN_S_CLUSTER,
+    ADMIN_S_LEVEL,
+    ADMIN_S_ENDPOINT,
+    ADMIN_S_HEALTH
+};
+
+/* How a family's value is read. */
+enum {
+    ADMIN_V_COUNTER = 1,
+    ADMIN_V_GAUGE,                /* cells of signed increments */
+    ADMIN_V_CLASSES,              /* MG_MET_CLASSES counters, label class */
+    ADMIN_V_HISTOGRAM,
+    ADMIN_V_HEALTHY               /* the shared health table, 1/0 */
+};
+
+typedef struct admin_family_s {
+    const char *name;             /* Prometheus, without "meshgate_" */
+    const char *stat;             /* /stats suffix */
+    unsigned series;              /* ADMIN_S_* */
+    unsigned value;               /* ADMIN_V_* */
+    unsigned cell;                /* offset in the series */
+    const char *help;
+} admin_family_t;
+
+static const admin_family_t admin_families[] = {
+    { "reloads_total", "reloads", ADMIN_S_INSTANCE, ADMIN_V_COUNTER,
+      MG_MET_G_RELOADS, "Configurations applied by SIGHUP." },
+    { "reload_failures_total", "reload_failures", ADMIN_S_INSTANCE,
+      ADMIN_V_COUNTER, MG_MET_G_RELOAD_FAILURES,
+      "Reloads refused (the running configuration stayed)." },
+    { "worker_restarts_total", "worker_restarts", ADMIN_S_INSTANCE,
+      ADMIN_V_COUNTER, MG_MET_G_RESTARTS,
+      "Worker and control processes respawned after a crash." },
+    { "tracing_spans_sampled_total", "spans_sampled", ADMIN_S_INSTANCE,
+      ADMIN_V_COUNTER, MG_MET_G_SPANS_SAMPLED, "Trace spans recorded." },
+    { "tracing_spans_sent_total", "spans_sent", ADMIN_S_INSTANCE,
+      ADMIN_V_COUNTER, MG_MET_G_SPANS_SENT,
+      "Trace spans the collector accepted." },
+    { "tracing_spans_dropped_total", "spans_dropped", ADMIN_S_INSTANCE,
+      ADMIN_V_COUNTER, MG_MET_G_SPANS_DROPPED,
+      "Trace spans dropped: export queue full or collector failing." },
+    { "downstream_connections_total", "cx_total", ADMIN_S_LISTENER,
+      ADMIN_V_COUNTER, MG_MET_L_CX_TOTAL, "Client connections accepted." },
+    { "downstream_connections_active", "cx_active", ADMIN_S_LISTENER,
+      ADMIN_V_GAUGE, MG_MET_L_CX_ACTIVE, "Client connections open." },
+    { "downstream_requests_active", "rq_active", ADMIN_S_LISTENER,
+      ADMIN_V_GAUGE, MG_MET_L_RQ_ACTIVE, "Client requests in progress." },
+    { "downstream_received_bytes_total", "bytes_received", ADMIN_S_LISTENER,
+      ADMIN_V_COUNTER, MG_MET_L_BYTES_IN,
+      "Request bytes read from clients (after TLS)." },
+    { "downstream_sent_bytes_total", "bytes_sent", ADMIN_S_LISTENER,
+      ADMIN_V_COUNTER, MG_MET_L_BYTES_OUT,
+      "Response bytes sent to clients." },
+    { "downstream_requests_total", "rq", ADMIN_S_ROUTE, ADMIN_V_CLASSES,
+      MG_MET_R_RQ, "Client requests answered, by status class." },
+    { "downstream_request_duration_seconds", "rq_time", ADMIN_S_ROUTE,
+      ADMIN_V_HISTOGRAM, MG_MET_R_TIME,
+      "Client request head to the end of the response." },
+    { "upstream_retries_total", "retries", ADMIN_S_CLUSTER, ADMIN_V_COUNTER,
+      MG_MET_C_RETRIES, "Requests tried again." },
+    { "upstream_timeouts_total", "timeouts", ADMIN_S_CLUSTER,
+      ADMIN_V_COUNTER, MG_MET_C_TIMEOUTS,
+      "Upstream tries that timed out waiting for a response." },
+    { "upstream_overflows_total", "overflows", ADMIN_S_CLUSTER,
+      ADMIN_V_COUNTER, MG_MET_C_OVERFLOWS,
+      "Requests a circuit breaker turned away." },
+    { "upstream_requests_active", "rq_active", ADMIN_S_CLUSTER,
+      ADMIN_V_GAUGE, MG_MET_C_RQ_ACTIVE, "Requests in progress." },
+    { "upstream_requests_pending", "rq_pending", ADMIN_S_CLUSTER,
+      ADMIN_V_GAUGE, MG_MET_C_PENDING,
+      "Requests waiting for an upstream connection." },
+    { "upstream_requests_total", "rq", ADMIN_S_LEVEL, ADMIN_V_CLASSES,
+      MG_MET_P_RQ, "Upstream responses, by priority level and class." },
+    { "upstream_attempts_total", "attempts", ADMIN_S_LEVEL, ADMIN_V_COUNTER,
+      MG_MET_P_ATTEMPTS,
+      "Tries sent to a priority level (priority > 0: another region)." },
+    { "upstream_request_duration_seconds", "rq_time", ADMIN_S_LEVEL,
+      ADMIN_V_HISTOGRAM, MG_MET_P_TIME,
+      "Last upstream try's start to the end of the response." },
+    { "upstream_endpoint_requests_total", "rq", ADMIN_S_ENDPOINT,
+      ADMIN_V_CLASSES, MG_MET_E_RQ, "Upstream responses, by endpoint." },
+    { "upstream_connect_failures_total", "connect_failures",
+      ADMIN_S_ENDPOINT, ADMIN_V_COUNTER, MG_MET_E_CONNECT_FAILURES,
+      "Upstream connections that failed to open." },
+    { "upstream_resets_total", "resets", ADMIN_S_ENDPOINT, ADMIN_V_COUNTER,
+      MG_MET_E_RESETS, "Upstream tries lost before the response ended." },
+    { "upstream_connections_total", "cx_total", ADMIN_S_ENDPOINT,
+      ADMIN_V_COUNTER, MG_MET_E_CX_TOTAL, "Upstream connections opened." },
+    { "upstream_connections_active", "cx_active", ADMIN_S_ENDPOINT,
+      ADMIN_V_GAUGE, MG_MET_E_CX_ACTIVE, "Upstream connections open." },
+    { "outlier_ejections_total", "ejections", ADMIN_S_ENDPOINT,
+      ADMIN_V_COUNTER, MG_MET_E_EJECTIONS,
+      "Endpoint ejections by outlier detection (summed over workers)." },
+    { "endpoint_healthy", "healthy", ADMIN_S_ENDPOINT, ADMIN_V_HEALTHY, 0,
+      "1 unless active health checks found the endpoint unhealthy." },
+    { "health_check_transitions_total", "hc", ADMIN_S_HEALTH,
+      ADMIN_V_CLASSES, 0, "Health check verdict changes." },
+};
+
+static const char *const admin_class_names[MG_MET_CLASSES] = {
+    "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+
+/* Label values escaped as the exposition format wants. */
+static void
+admin_prom_label(admin_out_t *o, int first, const char *name,
+                 const char *v)
+{
+    const char *p;
+
+    admin_puts(o, first ? "{" : ",");
+    admin_puts(o, name);
+    admin_raw(o, "=\"", 2);
+    for (p = v; *p != '\0'; p++) {
+        switch (*p) {
+        case '\\': admin_raw(o, "\\\\", 2); break;
+        case '"': admin_raw(o, "\\\"", 2); break;
+        case '\n': admin_raw(o, "\\n", 2); break;
+        default: admin_raw(o, p, 1);
+        }
+    }
+    admin_raw(o, "\"", 1);
+}
+
+/* One series being written: its labels (Prometheus) or its /stats name
+ * prefix, and its first cell. */
+typedef struct admin_series_s {
+    const char *label[3];
+    const char *value[3];
+    unsigned nlabels;
+    char prefix[600];
+    unsigned met;
+    const mg_endpoint_conf_t *ep;
+} admin_series_t;
+
+static void
+admin_prom_labels(admin_out_t *o, const admin_series_t *s, const char *extra,
+                  const char *extra_value)
+{
+    unsigned i;
+
+    for (i = 0; i < s->nlabels; i++) {
+        admin_prom_label(o, i == 0, s->label[i], s->value[i]);
+    }
+    if (extra != NULL) {
+        admin_prom_label(o, s->nlabels == 0, extra, extra_value);
+    }
+    if (s->nlabels > 0 || extra != NULL) {
+        admin_raw(o, "}", 1);
+    }
+}
+
+/* Latency quantile |q| from histogram cells at |cell|, in seconds,
+ * interpolated in its bucket. */
+static double
+admin_quantile(const uint64_t *b, uint64_t count, double q)
+{
+    double target = q * (double)count, cum = 0, lo = 0, hi;
+    unsigned i;
+
+    for (i = 0; i < MG_MET_HIST_BUCKETS; i++) {
+        hi = i < MG_MET_HIST_BOUNDS ? (double)mg_met_hist_bound(i) / 1e6
+                                    : lo;
+        if (b[i] > 0 && cum + (double)b[i] >= target) {
+            return lo + (hi - lo) * (target - cum) / (double)b[i];
+        }
+        cum += (double)b[i];
+        lo = hi;
+    }
+    return lo;
+}
+
+static void
+admin_series_value(admin_out_t *o, const admin_family_t *f,
+                   const admin_series_t *s, int prom)
+{
+    uint64_t b[MG_MET_HIST_BUCKETS], count = 0, cum = 0, sum;
+    const char *name = f->name;
+    unsigned i;
+
+    switch (f->value) {
+    case ADMIN_V_COUNTER:
+    case ADMIN_V_GAUGE:
+        if (prom) {
+            admin_printf(o, "meshgate_%s", name);
+            admin_prom_labels(o, s, NULL, NULL);
+        } else {
+            admin_printf(o, "%s%s:", s->prefix, f->stat);
+        }
+        if (f->value == ADMIN_V_GAUGE) {
+            admin_printf(o, " %" PRId64 "\n",
+                         (int64_t)mg_metrics_sum(s->met + f->cell));
+        } else {
+            admin_printf(o, " %" PRIu64 "\n",
+                         mg_metrics_sum(s->met + f->cell));
+        }
+        return;
+    case ADMIN_V_HEALTHY:
+        if (prom) {
+            admin_printf(o, "meshgate_%s", name);
+            admin_prom_labels(o, s, NULL, NULL);
+        } else {
+            admin_printf(o, "%s%s:", s->prefix, f->stat);
+        }
+        admin_printf(o, " %d\n", mg_shm_healthy(s->ep));
+        return;
+    case ADMIN_V_CLASSES:
+        for (i = 0; i < (f->series == ADMIN_S_HEALTH ? 2u
+                                                     : MG_MET_CLASSES); i++) {
+            const char *cls = f->series == ADMIN_S_HEALTH
+                                  ? (i == 0 ? "healthy" : "unhealthy")
+                                  : admin_class_names[i];
+
+            if (prom) {
+                admin_printf(o, "meshgate_%s", name);
+                admin_prom_labels(o, s, f->series == ADMIN_S_HEALTH
+                                            ? "to" : "class", cls);
+            } else if (f->series == ADMIN_S_HEALTH) {
+                admin_printf(o, "%shc_to_%s:", s->prefix, cls);
+            } else {
+                admin_printf(o, "%s%s_%s:", s->prefix, f->stat, cls);
+            }
+            admin_printf(o, " %" PRIu64 "\n",
+                         mg_metrics_sum(s->met + f->cell + i));
+        }
+        return;
+    }
+    /* A histogram. */
+    for (i = 0; i < MG_MET_HIST_BUCKETS; i++) {
+        b[i] = mg_metrics_sum(s->met + f->cell + i);
+        count += b[i];
+    }
+    sum = mg_metrics_sum(s->met + f->cell + MG_MET_HIST_BUCKETS);
+    if (!prom) {
+        admin_printf(o, "%s%s: count=%" PRIu64 " sum=%.6f", s->prefix,
+                     f->stat, count, (double)sum / 1e6);
+        if (count > 0) {
+            admin_printf(o, " p50=%.6f p90=%.6f p99=%.6f",
+                         admin_quantile(b, count, 0.5),
+                         admin_quantile(b, count, 0.9),
+                         admin_quantile(b, count, 0.99));
+        }
+        admin_raw(o, "\n", 1);
+        return;
+    }
+    for (i = 0; i < MG_MET_HIST_BUCKETS; i++) {
+        char le[32];
+
+        cum += b[i];
+        if (i < MG_MET_HIST_BOUNDS) {
+            snprintf(le, sizeof(le), "%g",
+                     (double)mg_met_hist_bound(i) / 1e6);
+        } else {
+            memcpy(le, "+Inf", 5);
+        }
+        admin_printf(o, "meshgate_%s_bucket", name);
+        admin_prom_labels(o, s, "le", le);
+        admin_printf(o, " %" PRIu64 "\n", cum);
+    }
+    admin_printf(o, "meshgate_%s_sum", name);
+    admin_prom_labels(o, s, NULL, NULL);
+    admin_printf(o, " %.6f\n", (double)sum / 1e6);
+    admin_printf(o, "meshgate_%s_count", name);
+    admin_prom_labels(o, s, NULL, NULL);
+    admin_printf(o, " %" PRIu64 "\n", count);
+}
+
+/* Entry of an endpoint in the health table, for a walk over checks. */
+static unsigned
+admin_health_slot(const mg_endpoint_conf_t *ep)
+{
+    return ep->health_check != NULL ? ep->health_slot : MG_SHM_SLOTS;
+}
+
+/* Writes family |f| for every series of its kind. */
+static void
+admin_family(mg_ctx_t *ctx, admin_out_t *o, const admin_family_t *f,
+             int prom)
+{
+    const mg_snapshot_t *snap = ctx->snap;
+    const mg_listener_conf_t *lc;
+    const mg_cluster_conf_t *cl;
+    const mg_priority_t *pr;
+    const mg_endpoint_conf_t *ep;
+    admin_series_t s;
+    unsigned i, r, p, j, nroutes;
+    char pbuf[16];
+
+    memset(&s, 0, sizeof(s));
+    switch (f->series) {
+    case ADMIN_S_INSTANCE:
+        s.met = snap->met;
+        memcpy(s.prefix, f->cell >= MG_MET_G_SPANS_SENT ? "tracing."
+                                                        : "server.", 9);
+        admin_series_value(o, f, &s, prom);
+        return;
+    case ADMIN_S_LISTENER:
+    case ADMIN_S_ROUTE:
+        for (i = 0; i < snap->nlisteners; i++) {
+            lc = &snap->listeners[i];
+            if (lc->admin) {
+                continue;
+            }
+            s.label[0] = "listener";
+            s.value[0] = lc->name;
+            s.nlabels = 1;
+            if (f->series == ADMIN_S_LISTENER) {
+                s.met = lc->met;
+                snprintf(s.prefix, sizeof(s.prefix), "listener.%s.",
+                         lc->name);
+                admin_series_value(o, f, &s, prom);
+                continue;
+            }
+            nroutes = lc->routes != NULL ? lc->routes->nroutes : 0;
+            for (r = 0; r <= nroutes; r++) {
+                s.label[1] = "route";
+                s.value[1] = r < nroutes ? lc->routes->all[r]->name
+                                         : "(none)";
+                s.nlabels = 2;
+                s.met = lc->route_met[r];
+                snprintf(s.prefix, sizeof(s.prefix), "listener.%s.route.%s.",
+                         lc->name, s.value[1]);
+                admin_series_value(o, f, &s, prom);
+            }
+        }
+        return;
+    case ADMIN_S_HEALTH: {
+        uint64_t seen[MG_SHM_SLOTS / 64];
+        mg_endpoint_walk_t w;
+
+        memset(seen, 0, sizeof(seen));
+        memset(&w, 0, sizeof(w));
+        while ((ep = mg_snapshot_next_slot(snap, &w, seen, MG_SHM_SLOTS,
+                                           admin_health_slot)) != NULL) {
+            s.label[0] = "cluster";
+            s.value[0] = ep->region != NULL ? "" : ep->cluster->name;
+            s.label[1] = "region";
+            s.value[1] = ep->region != NULL ? ep->region->name
+                                            : snap->gateway.region;
+            s.label[2] = "endpoint";
+            s.value[2] = ep->address;
+            s.nlabels = 3;
+            s.met = ep->met_health;
+            if (ep->region != NULL) {
+                snprintf(s.prefix, sizeof(s.prefix), "region.%s.endpoint.%s.",
+                         ep->region->name, ep->address);
+            } else {
+                snprintf(s.prefix, sizeof(s.prefix),
+                         "cluster.%s.endpoint.%s.", ep->cluster->name,
+                         ep->address);
+            }
+            admin_series_value(o, f, &s, prom);
+        }
+        return;
+    }
+    default:
+        break;
+    }
+    for (i = 0; i < snap->nclusters; i++) {
+        cl = &snap->clusters[i];
+        s.label[0] = "cluster";
+        s.value[0] = cl->name;
+        s.nlabels = 1;
+        if (f->series == ADMIN_S_CLUSTER) {
+            s.met = cl->met;
+            snprintf(s.prefix, sizeof(s.prefix), "cluster.%s.", cl->name);
+            admin_series_value(o, f, &s, prom);
+            continue;
+        }
+        for (p = 0; p < cl->npriorities; p++) {
+            pr = &cl->priorities[p];
+            if (f->series == ADMIN_S_LEVEL) {
+                snprintf(pbuf, sizeof(pbuf), "%u", p);
+                s.label[1] = "priority";
+                s.value[1] = pbuf;
+                s.label[2] = "region";
+                s.value[2] = pr->region != NULL ? pr->region->name
+                                                : snap->gateway.region;
+                s.nlabels = 3;
+                s.met = pr->met;
+                snprintf(s.prefix, sizeof(s.prefix), "cluster.%s.region.%s.",
+                         cl->name, s.value[2]);
+                admin_series_value(o, f, &s, prom);
+                continue;
+            }
+            for (j = 0; j < pr->nendpoints; j++) {
+                ep = &pr->endpoints[j];
+                s.label[1] = "endpoint";
+                s.value[1] = ep->address;
+                s.nlabels = 2;
+                s.met = ep->met;
+                s.ep = ep;
+                snprintf(s.prefix, sizeof(s.prefix),
+                         "cluster.%s.endpoint.%s.", cl->name, ep->address);
+                admin_series_value(o, f, &s, prom);
+            }
+        }
+    }
+}
+
+static void
+admin_stats(mg_ctx_t *ctx, admin_out_t *o, int prom)
+{
+    const mg_snapshot_t *snap = ctx->snap;
+    const admin_family_t *f;
+    double uptime = ev_now(ctx->loop) - ctx->master_start;
+    unsigned i;
+
+    if (prom) {
+        admin_puts(o, "# HELP meshgate_info The running instance.\n"
+                      "# TYPE meshgate_info gauge\nmeshgate_info");
+        admin_prom_label(o, 1, "version", PACKAGE_VERSION);
+        admin_prom_label(o, 0, "region", snap->gateway.region);
+        admin_prom_label(o, 0, "zone", snap->gateway.zone);
+        admin_printf(o, "} 1\n"
+                     "# HELP meshgate_start_time_seconds When the master "
+                     "started (Unix time).\n"
+                     "# TYPE meshgate_start_time_seconds gauge\n"
+                     "meshgate_start_time_seconds %.3f\n"
+                     "# HELP meshgate_workers Workers of the running "
+                     "generation.\n"
+                     "# TYPE meshgate_workers gauge\nmeshgate_workers %u\n"
+                     "# HELP meshgate_generation The running configuration's "
+                     "generation.\n"
+                     "# TYPE meshgate_generation gauge\n"
+                     "meshgate_generation %lu\n",
+                     ctx->master_start, snap->gateway.workers,
+                     ctx->generation);
+    } else {
+        admin_printf(o, "server.uptime: %.0f\nserver.generation: %lu\n"
+                     "server.workers: %u\nserver.metrics: %s\n", uptime,
+                     ctx->generation, snap->gateway.workers,
+                     !snap->gateway.metrics ? "off"
+                     : mg_metrics_available() ? "on" : "unavailable");
+    }
+    for (i = 0; i < sizeof(admin_families) / sizeof(admin_families[0]);
+         i++) {
+        f = &admin_families[i];
+        if (prom) {
+            admin_printf(o, "# HELP meshgate_%s %s\n# TYPE meshgate_%s %s\n",
+                         f->name, f->help, f->name,
+                         f->value == ADMIN_V_HISTOGRAM ? "histogram"
+                         : f->value == ADMIN_V_GAUGE
+                               || f->value == ADMIN_V_HEALTHY ? "gauge"
+                                                              : "counter");
+        }
+        admin_family(ctx, o, f, prom);
+    }
+}
+
+/* ------------------------------------------------------------------ */
 
 /* Whether the query holds format=json. */
 static int
@@ -965,6 +1429,12 @@ mg_admin_handle(mg_ctx_t *ctx, mg_str_t path, mg_str_t query,
         }
     } else if (mg_str_eq(path, mg_str_lit("/config_dump"))) {
         admin_config_dump(ctx, &o);
+    } else if (mg_str_eq(path, mg_str_lit("/stats"))) {
+        ar->ctype = "text/plain";
+        admin_stats(ctx, &o, 0);
+    } else if (mg_str_eq(path, mg_str_lit("/stats/prometheus"))) {
+        ar->ctype = "text/plain; version=0.0.4; charset=utf-8";
+        admin_stats(ctx, &o, 1);
     } else {
         ar->status = 404;
         ar->ctype = "text/plain";

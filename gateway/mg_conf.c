@@ -98,7 +98,7 @@ typedef struct conf_val_s {
 
 enum {
     GK_REGION, GK_ZONE, GK_WORKERS, GK_USER, GK_DRAIN_TIMEOUT, GK_LOG_LEVEL,
-    GK_ERROR_LOG, GK_PID_FILE, GK_TLS_TICKET_ROTATION, GK_N
+    GK_ERROR_LOG, GK_PID_FILE, GK_TLS_TICKET_ROTATION, GK_METRICS, GK_N
 };
 
 static const conf_key_t conf_gateway_keys[GK_N] = {
@@ -112,6 +112,7 @@ static const conf_key_t conf_gateway_keys[GK_N] = {
     [GK_ERROR_LOG] = CK_STR("error_log", "stderr"),
     [GK_PID_FILE] = CK_STR("pid_file", NULL),
     [GK_TLS_TICKET_ROTATION] = CK_SECS("tls_ticket_rotation", 3600),
+    [GK_METRICS] = CK_BOOL("metrics", 1),
 };
 
 enum { AK_LISTEN, AK_ALLOW_REMOTE, AK_N };
@@ -180,7 +181,7 @@ static const char *const conf_default_alpn[] = { "h2", "http/1.1" };
 enum {
     RK_DOMAINS, RK_PREFIX, RK_PATH, RK_CLUSTER, RK_DIRECT_RESPONSE,
     RK_REDIRECT, RK_UPGRADE, RK_CONNECT, RK_TIMEOUT, RK_REQUIRE_CLIENT_CERT,
-    RK_GZIP, RK_INTERNAL, RK_N
+    RK_GZIP, RK_INTERNAL, RK_NAME, RK_N
 };
 
 static const conf_key_t conf_route_keys[RK_N] = {
@@ -197,6 +198,7 @@ static const conf_key_t conf_route_keys[RK_N] = {
     [RK_REQUIRE_CLIENT_CERT] = CK_BOOL("require_client_cert", 0),
     [RK_GZIP] = CK_GROUP("gzip"),
     [RK_INTERNAL] = CK_BOOL("internal", 0),
+    [RK_NAME] = CK_STR("name", NULL),
 };
 
 enum { DK_STATUS, DK_BODY, DK_CONTENT_TYPE, DK_N };
@@ -353,6 +355,7 @@ typedef struct conf_route_s {
     const config_setting_t *cluster_s;
     const char **domains;
     unsigned ndomains;
+    const config_setting_t *name_s;   /* `name`, when set */
 } conf_route_t;
 
 /* A listener while its route table name waits for validation. */
@@ -1323,6 +1326,7 @@ conf_parse_gateway(conf_ctx_t *ctx)
         conf_error(ctx, v[GK_PID_FILE].s, "key \"pid_file\" must be a path");
     }
     gw->tls_ticket_rotation = v[GK_TLS_TICKET_ROTATION].num;
+    gw->metrics = v[GK_METRICS].i != 0;
 }
 
 static void
@@ -1955,6 +1959,14 @@ conf_parse_route(conf_ctx_t *ctx, const char *table, const config_setting_t *s)
     r->timeout = v[RK_TIMEOUT].num;
     r->require_client_cert = v[RK_REQUIRE_CLIENT_CERT].i != 0;
     r->internal = v[RK_INTERNAL].i != 0;
+    if (v[RK_NAME].s != NULL) {
+        r->name = v[RK_NAME].str;
+        cr->name_s = v[RK_NAME].s;
+        if (r->name[0] == '\0') {
+            conf_error(ctx, v[RK_NAME].s, "key \"name\" must not be empty");
+            rc = MG_ERROR;
+        }
+    }
     if (v[RK_GZIP].s != NULL && conf_parse_gzip(ctx, v[RK_GZIP].s, r) != MG_OK) {
         rc = MG_ERROR;
     }
@@ -2725,6 +2737,67 @@ conf_validate_routes(conf_ctx_t *ctx)
 
 /* 3. Build ---------------------------------------------------------------- */
 
+/* Lists the routes of table |t| in order and names those without a name,
+ * for metrics: the first domain and the path, with "#n" when another
+ * route of the table has that name already. Set names must be unique. */
+static void
+conf_name_routes(conf_ctx_t *ctx, mg_route_table_t *t,
+                 const mg_router_entry_t *entries, unsigned n)
+{
+    const mg_route_t **all;
+    mg_route_t *r;
+    conf_route_t *cr;
+    unsigned i, j, k;
+    const char *domain;
+    char *name;
+    size_t len;
+
+    all = conf_alloc(ctx->pool, (n + 1) * sizeof(mg_route_t *));
+    for (i = 0; i < n; i++) {
+        r = (mg_route_t *)entries[i].route;
+        r->index = i;
+        all[i] = r;
+        if (r->name != NULL) {
+            for (j = 0; j < i; j++) {
+                if (all[j]->name != NULL && strcmp(all[j]->name, r->name) == 0) {
+                    for (k = 0; k < ctx->routes.n; k++) {
+                        cr = ctx->routes.items[k];
+                        if (cr->r == r) {
+                            conf_error(ctx, cr->name_s, "route name \"%s\" "
+                                       "is used twice in table \"%s\"",
+                                       r->name, t->name);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        r = (mg_route_t *)all[i];
+        if (r->name != NULL) {
+            continue;
+        }
+        /* "*" says nothing: such routes go by their path alone. */
+        domain = strcmp(entries[i].domains[0], "*") == 0
+                     ? "" : entries[i].domains[0];
+        len = strlen(domain) + r->path.len + 16;
+        name = conf_alloc(ctx->pool, len);
+        snprintf(name, len, "%s%.*s", domain, (int)r->path.len, r->path.data);
+        for (j = 0; j < n; j++) {
+            if (j != i && all[j]->name != NULL
+                && strcmp(all[j]->name, name) == 0) {
+                snprintf(name, len, "%s%.*s#%u", domain, (int)r->path.len,
+                         r->path.data, i + 1);
+                break;
+            }
+        }
+        r->name = name;
+    }
+    t->all = all;
+    t->nroutes = n;
+}
+
 static void
 conf_build_tables(conf_ctx_t *ctx)
 {
@@ -2766,6 +2839,7 @@ conf_build_tables(conf_ctx_t *ctx)
         if (t == NULL) {
             conf_out_of_memory();
         }
+        conf_name_routes(ctx, t, entries, n);
         snap->route_tables[snap->nroute_tables++] = t;
     }
 }

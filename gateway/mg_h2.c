@@ -14,6 +14,7 @@
 #include "mg_h2.h"
 #include "mg_io.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_proxy.h"
 #include "mg_snapshot.h"
 #include "mg_str.h"
@@ -914,6 +915,9 @@ mg_h2_on_read(mg_client_t *c)
             if (n == 0) {
                 h2_close(c);
                 return;
+            }
+            if (n > 0) {
+                mg_met_add(c->lc->met + MG_MET_L_BYTES_IN, (uint64_t)n);
             }
             if (n == -1) {
                 if (errno == EAGAIN || errno == EINTR) {

@@ -19,6 +19,7 @@
 #include "mg_h2up.h"
 #include "mg_io.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_proxy.h"
 #include "mg_snapshot.h"
 #include "mg_str.h"
@@ -155,6 +156,7 @@ h2up_free(mg_h2up_t *h)
     h2up_dirty_unlink(h);
     if (h->ctx->conns[h->ep->index] > 0) {
         h->ctx->conns[h->ep->index]--;
+        mg_met_dec(h->ep->met + MG_MET_E_CX_ACTIVE);
     }
     if (h->aprev != NULL) {
         h->aprev->anext = h->anext;
@@ -912,6 +914,8 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         return NULL;
     }
     ctx->conns[ep->index]++;   /* circuit breakers count connections */
+    mg_met_inc(ep->met + MG_MET_E_CX_TOTAL);
+    mg_met_inc(ep->met + MG_MET_E_CX_ACTIVE);
     h->anext = h2up_all;
     if (h2up_all != NULL) {
         h2up_all->aprev = h;

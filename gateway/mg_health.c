@@ -19,6 +19,7 @@
 #include "mg_health.h"
 #include "mg_io.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_pool.h"
 #include "mg_shm.h"
 #include "mg_snapshot.h"
@@ -191,6 +192,8 @@ health_done(health_target_t *t, int ok)
     if (now_is != 0) {
         t->health = now_is;
         mg_shm_set_health(ep->health_slot, now_is);
+        mg_met_inc(ep->met_health + (now_is == MG_HEALTH_HEALTHY
+                                     ? MG_MET_H_HEALTHY : MG_MET_H_UNHEALTHY));
         if (ep->region != NULL) {
             mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                          "health check: region %s front proxy %s is now "

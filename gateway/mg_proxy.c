@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "mg_access_log.h"
+#include "mg_metrics.h"
 #include "mg_admin.h"
 #include "mg_buf.h"
 #include "mg_dns.h"
@@ -64,6 +65,8 @@ static void proxy_upstream_lost(mg_client_t *c, int err, const char *what);
 static void proxy_send_client(mg_client_t *c);
 static void proxy_send_client_gzip(mg_client_t *c);
 static void proxy_finish(mg_client_t *c);
+static void proxy_request_end(mg_client_t *c);
+static void proxy_count_request(mg_client_t *c);
 static void proxy_upstream_parse(mg_client_t *c);
 static int proxy_has_token(mg_str_t v, const char *token);
 static void proxy_fail(mg_client_t *c, unsigned status, const char *reason);
@@ -137,8 +140,10 @@ client_set_pending(mg_client_t *c, int pending)
     c->pending = pending ? 1 : 0;
     if (pending) {
         c->ctx->pending[c->ep->index]++;
+        mg_met_inc(c->ep->cluster->met + MG_MET_C_PENDING);
     } else if (c->ctx->pending[c->ep->index] > 0) {
         c->ctx->pending[c->ep->index]--;
+        mg_met_dec(c->ep->cluster->met + MG_MET_C_PENDING);
     }
 }
 
@@ -196,6 +201,7 @@ client_close(mg_client_t *c)
         mg_h2_free(c);
     }
     client_request_done(c);
+    proxy_request_end(c);
     client_detach_upstream(c, 0);
     ev_io_stop(ctx->loop, &c->rev);
     ev_io_stop(ctx->loop, &c->wev);
@@ -215,6 +221,7 @@ client_close(mg_client_t *c)
         c->next->prev = c->prev;
     }
     ctx->nclients--;
+    mg_met_dec(c->lc->met + MG_MET_L_CX_ACTIVE);
     mg_shm_peering_conn(c->lc, ctx->slot, ctx->generation, -1);
     if (ctx->nfree_clients < 1024) {
         c->next = ctx->free_clients;
@@ -278,6 +285,8 @@ mg_proxy_accept(mg_ctx_t *ctx, int fd, const mg_listener_conf_t *lc,
     }
     ctx->clients = c;
     ctx->nclients++;
+    mg_met_inc(lc->met + MG_MET_L_CX_TOTAL);
+    mg_met_inc(lc->met + MG_MET_L_CX_ACTIVE);
     mg_shm_peering_conn(lc, ctx->slot, ctx->generation, 1);
 
     client_timer_set(c, lc->request_header_timeout);
@@ -458,6 +467,40 @@ client_log_request(mg_client_t *c)
     mg_access_log_write(al, &e);
 }
 
+/* Accounts for the end of the current request, once, however it ended:
+ * metrics, then its trace span. */
+static void
+proxy_request_end(mg_client_t *c)
+{
+    const mg_listener_conf_t *lc = c->lc;
+    unsigned route_met;
+    double now;
+
+    if (!c->counted) {
+        return;
+    }
+    c->counted = 0;
+    if (mg_met == NULL) {
+        return;
+    }
+    now = ev_time();
+    route_met = lc->route_met[c->route != NULL && lc->routes != NULL
+                              ? c->route->index
+                              : lc->routes != NULL ? lc->routes->nroutes : 0];
+    mg_met_dec(lc->met + MG_MET_L_RQ_ACTIVE);
+    mg_met_add(lc->met + MG_MET_L_BYTES_OUT, c->bytes_sent);
+    mg_met_status(route_met + MG_MET_R_RQ, c->status);
+    mg_met_observe(route_met + MG_MET_R_TIME, now - c->start);
+    if (c->to_cluster) {
+        c->to_cluster = 0;
+        mg_met_dec(c->route->cluster->met + MG_MET_C_RQ_ACTIVE);
+        if (c->ep != NULL) {
+            mg_met_observe(c->ep->cluster->priorities[c->ep->priority].met
+                               + MG_MET_P_TIME, now - c->try_start);
+        }
+    }
+}
+
 /* Ends the current request: logs it, then either waits for the next one on
  * this connection or closes it. */
 static void
@@ -466,6 +509,7 @@ client_finish_request(mg_client_t *c)
     mg_ctx_t *ctx = c->ctx;
 
     client_request_done(c);
+    proxy_request_end(c);
     if (c->method_len != 0) {
         client_log_request(c);
     }
@@ -743,6 +787,10 @@ client_reject(mg_client_t *c, int err)
     c->req_keep_alive = 0;
     if (c->method_len == 0) {
         client_log_fields_from_raw(c);
+    }
+    if (!c->counted) {
+        c->route = NULL;
+        proxy_count_request(c);
     }
     snprintf(body, sizeof(body), "%s\n", mg_proxy__reason(status));
     client_respond_text(c, status, body);
@@ -1119,6 +1167,22 @@ client_has_verified_cert(const mg_client_t *c)
            && SSL_get_verify_result(io->ssl) == X509_V_OK;
 }
 
+/* Counts a request in: proxy_request_end() counts it out. */
+static void
+proxy_count_request(mg_client_t *c)
+{
+    c->counted = 1;
+    c->to_cluster = 0;
+    mg_met_inc(c->lc->met + MG_MET_L_RQ_ACTIVE);
+}
+
+/* Accounts for the start of a request (proxy_request_end() ends it). */
+static void
+proxy_request_start(mg_client_t *c)
+{
+    proxy_count_request(c);
+}
+
 static void
 client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
 {
@@ -1126,7 +1190,9 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     char msg[160];
     unsigned i;
 
-    c->start = ev_now(c->ctx->loop);
+    /* The clock, not the loop's time: latency histograms resolve tens of
+     * microseconds, and a busy loop pass is longer than that. */
+    c->start = ev_time();
     c->method_id = r->method_id;
     c->version_minor = r->version_minor;
     c->req_keep_alive = r->keep_alive;
@@ -1140,6 +1206,7 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     c->body_scanned = 0;
     client_copy_log_fields(c, r);
     client_set_request_id(c, r);
+    proxy_request_start(c);
     ev_timer_stop(c->ctx->loop, &c->timer);
 
     if (c->lc->admin) {
@@ -1253,6 +1320,8 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     c->body_start = c->in ? c->in->pos : NULL;
     c->replayable = 1;
     c->state = CS_PROXY;
+    c->to_cluster = 1;
+    mg_met_inc(rt->cluster->met + MG_MET_C_RQ_ACTIVE);
     /* The read watcher stays on: stopping and restarting it costs an
      * epoll_ctl per request. client_on_read() stops it only if the client
      * sends before this response is done. */
@@ -1309,6 +1378,9 @@ client_read_head(mg_client_t *c)
             if (n == 0) {
                 client_close(c);
                 return;
+            }
+            if (n > 0) {
+                mg_met_add(c->lc->met + MG_MET_L_BYTES_IN, (uint64_t)n);
             }
             if (n == -1) {
                 if (errno == EAGAIN || errno == EINTR) {
@@ -1642,6 +1714,7 @@ proxy_outlier(mg_client_t *c, const mg_endpoint_conf_t *ep, unsigned status)
         return;
     }
     ctx->ejected_until[ep->index] = now + t;
+    mg_met_inc(ep->met + MG_MET_E_EJECTIONS);
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "outlier detection: endpoint %s of cluster %s ejected for "
                  "%.1f s after %u consecutive %s (ejection %u)", ep->address,
@@ -1680,6 +1753,7 @@ proxy_connect(mg_client_t *c)
         limit = proxy_breaker_tripped(c, ep);
         if (limit != NULL) {
             ctx->overflows[cl->index]++;
+            mg_met_inc(cl->met + MG_MET_C_OVERFLOWS);
             mg_log_error(MG_LOG_INFO, &mg_log, 0,
                          "circuit breaker %s of cluster %s (level %u) is "
                          "open, client: %s", limit, cl->name, ep->priority,
@@ -1700,6 +1774,8 @@ proxy_connect(mg_client_t *c)
             return;
         }
         c->attempts++;
+        c->try_start = ev_time();
+        mg_met_inc(cl->priorities[ep->priority].met + MG_MET_P_ATTEMPTS);
         if (ep->protocol != MG_PROTO_HTTP1) {
             u = mg_h2up_open(ctx, ep, c, c->no_pool, &err);
         } else {
@@ -1714,6 +1790,7 @@ proxy_connect(mg_client_t *c)
                 c->tried |= (uint64_t)1 << ep->pos;
             }
             c->last_err = err;
+            mg_met_inc(ep->met + MG_MET_E_CONNECT_FAILURES);
             mg_log_error(MG_LOG_WARN, &mg_log, err,
                          "connect() to %s failed, cluster: %s, client: %s",
                          ep->address, cl->name, c->client_ip);
@@ -1772,6 +1849,7 @@ proxy_connect_failed(mg_client_t *c, int err)
                  "connect() to %s failed, cluster: %s, client: %s",
                  proxy_upstream_name(c, name, sizeof(name)), cl->name,
                  c->client_ip);
+    mg_met_inc(c->ep->met + MG_MET_E_CONNECT_FAILURES);
     proxy_outlier(c, c->ep, 0);
     if (c->ep->pos < 64) {
         c->tried |= (uint64_t)1 << c->ep->pos;
@@ -1873,6 +1951,7 @@ found:
         >= proxy_share(c->ctx, cl->breakers.max_retries)) {
         /* The max_retries breaker: the answer goes as it is. */
         c->ctx->overflows[cl->index]++;
+        mg_met_inc(cl->met + MG_MET_C_OVERFLOWS);
         mg_log_error(MG_LOG_INFO, &mg_log, 0,
                      "circuit breaker max_retries of cluster %s is open",
                      cl->name);
@@ -1938,6 +2017,7 @@ proxy_retry(mg_client_t *c, const char *why)
         c->retried = 1;
         c->ctx->retrying[c->route->cluster->index]++;
     }
+    mg_met_inc(c->route->cluster->met + MG_MET_C_RETRIES);
     proxy_rewind(c);
     c->resp_seen = 0;
     c->uhead_scanned = 0;
@@ -1980,6 +2060,7 @@ proxy_upstream_lost(mg_client_t *c, int err, const char *what)
         return;   /* a stale pooled connection: not the endpoint's fault */
     }
     if (c->ep != NULL) {
+        mg_met_inc(c->ep->met + MG_MET_E_RESETS);
         proxy_outlier(c, c->ep, 0);
     }
     if (proxy_may_retry(c, 0)) {
@@ -2310,6 +2391,9 @@ proxy_read_body_from_client(mg_client_t *c)
         c->body_start = NULL;
     }
     n = mg_io_recv(&c->io, c->in->last, mg_buf_room(c->in));
+    if (n > 0) {
+        mg_met_add(c->lc->met + MG_MET_L_BYTES_IN, (uint64_t)n);
+    }
     if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
         /* The client gave up in the middle of its body. */
         c->keep_alive = 0;
@@ -3047,6 +3131,9 @@ proxy_upstream_parse(mg_client_t *c)
             return;
         }
         if (c->ep != NULL) {
+            mg_met_status(c->ep->met + MG_MET_E_RQ, resp->status);
+            mg_met_status(c->ep->cluster->priorities[c->ep->priority].met
+                              + MG_MET_P_RQ, resp->status);
             proxy_outlier(c, c->ep, resp->status);
         }
         if (proxy_may_retry(c, resp->status)
@@ -3378,6 +3465,7 @@ upstream_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         proxy_connect_failed(c, ETIMEDOUT);
         return;
     }
+    mg_met_inc(u->ep->cluster->met + MG_MET_C_TIMEOUTS);
     if (!c->resp_head_done && c->ep != NULL) {
         proxy_outlier(c, c->ep, 0);
     }
@@ -3444,6 +3532,7 @@ mg_proxy__resp_complete(const mg_client_t *c)
 void
 mg_proxy__log(mg_client_t *c)
 {
+    proxy_request_end(c);
     if (c->method_len != 0 && !c->logged) {
         c->logged = 1;
         client_log_request(c);
@@ -3624,6 +3713,9 @@ mg_proxy__up_failed(mg_client_t *c, unsigned how, int err)
             return;
         }
         break;
+    }
+    if (c->ep != NULL) {
+        mg_met_inc(c->ep->met + MG_MET_E_RESETS);
     }
     mg_log_error(MG_LOG_ERROR, &mg_log, err,
                  "upstream %s failed in the middle of a response body, "

@@ -70,6 +70,7 @@ struct mg_client_s {
 
     /* The current request. */
     ev_tstamp start;
+    ev_tstamp try_start;          /* the last upstream try's */
     const mg_route_t *route;
     const mg_endpoint_conf_t *ep;
     char upstream_addr[MG_DNS_PEER_LEN]; /* where |ep| was reached, when
@@ -108,6 +109,9 @@ struct mg_client_s {
                                    * only, never forwarded again */
     unsigned retried:1;           /* counted in ctx->retrying */
     unsigned pending:1;           /* counted in ctx->pending */
+    unsigned counted:1;           /* a request started and not ended yet
+                                   * (proxy_request_end()) */
+    unsigned to_cluster:1;        /* counted active in its cluster */
     int body_err;                 /* MG_H1_ERR_* of a malformed body that an
                                    * HTTP/2 upstream stream was reset for */
 

@@ -36,6 +36,8 @@ struct mg_route_table_s {
     mg_router_wild_t *wild;       /* longest suffix first */
     unsigned nwild;
     mg_vhost_t any;               /* "*"; nroutes 0 when absent */
+    const mg_route_t **all;       /* every route, in configuration order */
+    unsigned nroutes;
 };
 
 /* One route with its domains, as the config parser hands them over. */

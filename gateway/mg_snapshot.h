@@ -131,6 +131,8 @@ struct mg_endpoint_conf_s {
     const mg_region_conf_t *region; /* a remote front proxy; NULL = local */
     const mg_health_check_conf_t *health_check; /* NULL: not checked */
     unsigned health_slot;         /* its entry in shared memory (mg_shm) */
+    unsigned met;                 /* first cell of its series (mg_metrics) */
+    unsigned met_health;          /* ... of its health check's series */
     const mg_cluster_conf_t *cluster;
 };
 
@@ -141,6 +143,7 @@ typedef struct mg_priority_s {
     unsigned nendpoints;
     unsigned total_weight;
     const mg_region_conf_t *region; /* NULL for level 0 */
+    unsigned met;                 /* first cell of its series (mg_metrics) */
 } mg_priority_t;
 
 struct mg_cluster_conf_s {
@@ -168,6 +171,7 @@ struct mg_cluster_conf_s {
     const mg_outlier_conf_t *outlier; /* NULL: no passive ejection */
     mg_breakers_conf_t breakers;
     unsigned nendpoints;          /* across its levels */
+    unsigned met;                 /* first cell of its series (mg_metrics) */
     const char *file;             /* where it was defined */
     int line;
 };
@@ -194,6 +198,10 @@ enum {
 
 struct mg_route_s {
     unsigned action;              /* MG_ROUTE_* */
+    const char *name;             /* for metrics: `name`, else the first
+                                   * domain and the path, unique in its
+                                   * table */
+    unsigned index;               /* position in its table's |all| */
     unsigned path_exact:1;        /* |path| must equal the request path */
     unsigned allow_upgrade:1;     /* Upgrade (WebSocket) may be tunnelled */
     unsigned allow_connect:1;     /* CONNECT may open a tunnel */
@@ -239,6 +247,9 @@ struct mg_listener_conf_s {
     unsigned peering:1;           /* other regions' front proxies: served
                                    * from local endpoints only */
     unsigned public:1;            /* internet-facing: no internal routes */
+    unsigned met;                 /* first cell of its series (mg_metrics) */
+    unsigned *route_met;          /* per route of |routes| by index, then
+                                   * one for requests with no route */
     const char *file;
     int line;
 };
@@ -253,6 +264,7 @@ typedef struct mg_gateway_conf_s {
     const char *error_log;        /* path or "stderr" */
     const char *pid_file;         /* NULL when not set */
     double tls_ticket_rotation;   /* seconds between ticket key changes */
+    int metrics;                  /* counters kept (default), or not */
 } mg_gateway_conf_t;
 
 struct mg_snapshot_s {
@@ -269,6 +281,7 @@ struct mg_snapshot_s {
     mg_region_conf_t *regions;
     unsigned nregions;
     unsigned npools;              /* upstream pools: endpoints + regions */
+    unsigned met;                 /* first cell of the instance's series */
 };
 
 /* Where a walk over a snapshot's endpoints stands; zero it to start. */

@@ -14,6 +14,7 @@
 #include "mg_dns.h"
 #include "mg_h2up.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_snapshot.h"
 #include "mg_upstream.h"
 
@@ -55,6 +56,7 @@ mg_upstream_close(mg_uconn_t *u)
     ev_timer_stop(loop, &u->timer);
     if (u->ctx->conns[u->ep->index] > 0) {
         u->ctx->conns[u->ep->index]--;
+        mg_met_dec(u->ep->met + MG_MET_E_CX_ACTIVE);
     }
     mg_io_close(&u->io);
     mg_buf_put(&u->ctx->bufs, u->in);
@@ -149,6 +151,8 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     u->ep = ep;
     u->connecting = in_progress;
     ctx->conns[ep->index]++;   /* circuit breakers count connections */
+    mg_met_inc(ep->met + MG_MET_E_CX_TOTAL);
+    mg_met_inc(ep->met + MG_MET_E_CX_ACTIVE);
     ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);
     ev_io_init(&u->wev, upstream_on_idle_read, fd, EV_WRITE);
     ev_init(&u->timer, upstream_on_idle_timeout);

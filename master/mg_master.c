@@ -19,6 +19,7 @@
 
 #include "mg_conf.h"
 #include "mg_control.h"
+#include "mg_metrics.h"
 #include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_listen.h"
@@ -50,6 +51,7 @@ struct master_gen_s {
 typedef struct master_proc_s {
     pid_t pid;
     unsigned slot;
+    unsigned met_slot;            /* its metrics slot (mg_metrics) */
     master_gen_t *gen;
     int chan;                     /* master's end of the socketpair */
 } master_proc_t;
@@ -246,7 +248,7 @@ master_spawn(master_gen_t *g, unsigned slot)
     master_proc_t *p;
     const int *all;
     int sv[2], *close_fds, control = master_is_control(g, slot);
-    unsigned i, n, nall;
+    unsigned i, n, nall, met_slot;
     char name[32];
     pid_t pid;
 
@@ -258,11 +260,15 @@ master_spawn(master_gen_t *g, unsigned slot)
         mg_log_error(MG_LOG_CRIT, &mg_log, errno, "socketpair()");
         return;
     }
+    met_slot = mg_metrics_slot_take();
     pid = fork();
     if (pid == -1) {
         mg_log_error(MG_LOG_CRIT, &mg_log, errno, "fork()");
         close(sv[0]);
         close(sv[1]);
+        if (met_slot != MG_MET_NO_SLOT) {
+            mg_metrics_slot_release(met_slot, g->snap);
+        }
         return;
     }
     if (pid == 0) {
@@ -295,6 +301,7 @@ master_spawn(master_gen_t *g, unsigned slot)
         ws.close_fds = close_fds;
         ws.nclose_fds = n;
         ws.slot = slot;
+        ws.met_slot = met_slot;
         ws.generation = g->id;
         ws.chan = sv[1];
         ws.uid = g->uid;
@@ -311,6 +318,7 @@ master_spawn(master_gen_t *g, unsigned slot)
     p = &mg_master.procs[mg_master.nprocs++];
     p->pid = pid;
     p->slot = slot;
+    p->met_slot = met_slot;
     p->gen = g;
     p->chan = sv[0];
     g->live++;
@@ -364,6 +372,7 @@ master_on_respawn(struct ev_loop *loop, ev_timer *w, int revents)
     if (mg_master.stopping || g == NULL || slot >= mg_master.nslots) {
         return;
     }
+    mg_met_inc(g->snap->met + MG_MET_G_RESTARTS);
     master_spawn(g, slot);
 }
 
@@ -441,6 +450,9 @@ master_on_child(struct ev_loop *loop, ev_child *w, int revents)
             close(p.chan);
         }
         p.gen->live--;
+        if (p.met_slot != MG_MET_NO_SLOT) {
+            mg_metrics_slot_release(p.met_slot, p.gen->snap);
+        }
         if (!master_is_control(p.gen, p.slot)) {
             /* Its connections died with it: its peering count must not
              * hold the other workers back until a respawn. */
@@ -524,6 +536,7 @@ master_start_gen(mg_snapshot_t *snap)
         }
         (void)mg_shm_assign(snap, g->id, oldest);
         (void)mg_dns_assign(snap, g->id, oldest);
+        (void)mg_metrics_assign(snap, g->id, oldest);
     }
     master_prepare_access_logs(g);
     master_reset_slots(snap->gateway.workers + 1);
@@ -579,9 +592,13 @@ master_reload(void)
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "reload: generation %lu started (%u workers)",
                  master_current()->id, snap->gateway.workers);
+    mg_met_inc(snap->met + MG_MET_G_RELOADS);
     return;
 
 failed:
+    if (cur != NULL) {
+        mg_met_inc(cur->snap->met + MG_MET_G_RELOAD_FAILURES);
+    }
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "reload failed, keeping generation %lu", cur ? cur->id : 0);
 }
@@ -716,6 +733,11 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     if (mg_dns_table_create() != MG_OK) {
         mg_log_error(MG_LOG_EMERG, &mg_log, errno,
                      "cannot map the shared DNS table");
+        return 1;
+    }
+    if (mg_metrics_create() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot map the shared metrics");
         return 1;
     }
     if (mg_tls_tickets_init() != MG_OK) {

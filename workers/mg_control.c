@@ -13,6 +13,8 @@
 #include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
+#include "mg_snapshot.h"
 #include "mg_worker.h"
 
 typedef struct control_s {
@@ -96,6 +98,7 @@ mg_control_run(const mg_worker_start_t *ws)
     memset(&mg_control, 0, sizeof(mg_control));
     mg_control.ws = ws;
     mg_log.role = "control";
+    mg_metrics_use(ws->met_slot, ws->snap->gateway.metrics);
 
     /* As in a worker: default signals back, commands over the channel. */
     sigemptyset(&set);

@@ -15,6 +15,7 @@
 
 #include "mg_ctx.h"
 #include "mg_log.h"
+#include "mg_metrics.h"
 #include "mg_proxy.h"
 #include "mg_shm.h"
 #include "mg_snapshot.h"
@@ -403,6 +404,7 @@ mg_worker_run(const mg_worker_start_t *ws)
     mg_worker.epfd = -1;
     snprintf(mg_worker.role, sizeof(mg_worker.role), "worker %u", ws->slot);
     mg_log.role = mg_worker.role;
+    mg_metrics_use(ws->met_slot, ws->snap->gateway.metrics);
 
     /* The master's loop blocked signals for its own use; a worker gets the
      * defaults back and takes commands over its channel only. */

@@ -21,6 +21,7 @@ typedef struct mg_worker_start_s {
     const int *close_fds;         /* inherited fds this worker must close */
     unsigned nclose_fds;
     unsigned slot;                /* 0..workers-1 */
+    unsigned met_slot;            /* its metrics slot, or MG_MET_NO_SLOT */
     unsigned long generation;
     int chan;                     /* the worker's end of the socketpair */
     uid_t uid;                    /* drop to these when |drop_privileges| */
