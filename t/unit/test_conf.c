@@ -427,6 +427,19 @@ test_errors(void)
     char path[256];
 
     expect_ok(BASE_LISTENER BASE_CLUSTER BASE_ROUTES, "the base loads");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/a\";\n"
+                 "  cluster = \"c\"; name = \"api\"; },\n"
+                 "  { domains = [\"*\"]; prefix = \"/\";\n"
+                 "  cluster = \"c\"; name = \"api\"; } ); };\n", 8,
+                 "route name \"api\" is used twice in table \"t\"",
+                 "route names are unique in a table");
+    expect_error(BASE_LISTENER BASE_CLUSTER
+                 "routes = { t = ( { domains = [\"*\"]; prefix = \"/a\";\n"
+                 "  cluster = \"c\"; name = \"\"; } ); };\n", 6,
+                 "key \"name\" must not be empty", "an empty route name");
+    expect_error("gateway = { metrics = 3; };\n" BASE_LISTENER BASE_CLUSTER
+                 BASE_ROUTES, 1, "", "gateway.metrics is a bool");
 
     expect_error(BASE_LISTENER BASE_CLUSTER BASE_ROUTES "colour = 1;\n", 7,
                  "unknown key \"colour\" at top level",
