@@ -2445,13 +2445,17 @@ proxy_build_client_head(mg_client_t *c, const mg_h1_response_t *resp)
                 || c->gzip_on)) {
             continue;
         }
-        if (c->gzip_vary && mg_str_caseeq_lit(h->name, "vary")) {
+        if (c->gzip_vary && !vary_seen && mg_str_caseeq_lit(h->name, "vary")) {
+            /* The first Vary field names Accept-Encoding too, once. */
             vary_seen = 1;
-            if (buf_add_header(b, h->name, h->value.data, h->value.len,
-                               ", Accept-Encoding", 17) != MG_OK) {
-                return MG_ERROR;
+            if (!proxy_has_token(h->value, "accept-encoding")
+                && !proxy_has_token(h->value, "*")) {
+                if (buf_add_header(b, h->name, h->value.data, h->value.len,
+                                   ", Accept-Encoding", 17) != MG_OK) {
+                    return MG_ERROR;
+                }
+                continue;
             }
-            continue;
         }
         if (buf_add_header(b, h->name, h->value.data, h->value.len, NULL, 0)
             != MG_OK) {

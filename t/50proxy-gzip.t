@@ -496,6 +496,12 @@ my $B2000 = body_of(2000);
         'two upstream Vary fields: Accept-Encoding added');
     like($r->{headers}{vary}, qr/Origin/, 'two Vary fields: Origin kept');
     like($r->{headers}{vary}, qr/Cookie/, 'two Vary fields: Cookie kept');
+    my @ae = $r->{headers}{vary} =~ /accept-encoding/gi;
+    is(scalar @ae, 1, 'two Vary fields: Accept-Encoding named once');
+
+    $r = get('ct=text/html&n=2000&vary=Accept-Encoding', ae => 'gzip');
+    is($r->{headers}{vary}, 'Accept-Encoding',
+        'an upstream Vary naming Accept-Encoding already is kept as it was');
 }
 
 ###########################################################################
