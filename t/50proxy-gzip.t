@@ -443,7 +443,7 @@ my $B2000 = body_of(2000);
     for my $st (204, 304) {
         $r = get("s=$st&ct=text/html", ae => 'gzip',
             headers => $st == 304 ? [ 'If-None-Match: "e1"' ] : []);
-        is($r->{status}, $st, "$st");
+        is($r->{status}, $st, "status $st");
         ok(!defined $r->{headers}{'content-encoding'},
             "$st: no Content-Encoding");
         ok(!defined $r->{headers}{'transfer-encoding'},
@@ -454,16 +454,16 @@ my $B2000 = body_of(2000);
     # Only 2xx and 3xx are compressed.
     for my $st (404, 500) {
         $r = get("s=$st&ct=text/html&n=2000", ae => 'gzip');
-        is($r->{status}, $st, "$st");
-        is_identity($r, $B2000, "$st (not 2xx/3xx)");
+        is($r->{status}, $st, "status $st");
+        is_identity($r, $B2000, "status $st (not 2xx/3xx)");
     }
     for my $st (201, 203) {
         $r = get("s=$st&ct=text/html&n=2000", ae => 'gzip');
-        is($r->{status}, $st, "$st");
-        is_gzipped($r, $B2000, "$st");
+        is($r->{status}, $st, "status $st");
+        is_gzipped($r, $B2000, "status $st");
     }
     $r = get('s=302&ct=text/html&n=2000&loc=/elsewhere', ae => 'gzip');
-    is($r->{status}, 302, '302');
+    is($r->{status}, 302, 'status 302');
     is_gzipped($r, $B2000, '302 with a text/html body');
     is($r->{headers}{location}, '/elsewhere', '302: Location kept');
 }

@@ -506,7 +506,7 @@ sub meshgate {
     my $t = Test::Meshgate->new(netns => $self->ns($r));
     my @certs = (glob("$self->{dir}/*.crt"), glob("$self->{dir}/*.key"));
     # Said at once rather than as "No such file" from meshgate later.
-    die "no certificates in $self->{dir} to give region $r's meshgate\n"
+    die "no certificates in $self->{dir} to give region ${r}'s meshgate\n"
         unless grep { m{/mesh-ca\.crt$} } @certs;
     for my $f (@certs) {
         (my $base = $f) =~ s{.*/}{};
