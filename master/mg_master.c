@@ -20,6 +20,7 @@
 #include "mg_conf.h"
 #include "mg_control.h"
 #include "mg_metrics.h"
+#include "mg_notify.h"
 #include "mg_dns.h"
 #include "mg_health.h"
 #include "mg_listen.h"
@@ -81,11 +82,15 @@ typedef struct master_s {
     ev_child child;
     ev_timer stop_timer;
     ev_timer ticket_timer;        /* TLS session ticket key rotation */
+    ev_timer ready_timer;         /* polls until a generation runs */
+    ev_tstamp ready_since;        /* when the poll started */
+    int reloading;                /* the manager was told RELOADING=1 */
 } master_t;
 
 static master_t mg_master;
 
 static void master_spawn(master_gen_t *g, unsigned slot);
+static void master_wait_ready(void);
 
 /* The control process takes the slot after the last worker's, so that it
  * shares the workers' crash accounting and respawn timer. */
@@ -569,6 +574,8 @@ master_reload(void)
 
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "reloading %s",
                  mg_master.opts->conf_file);
+    mg_notify("RELOADING=1");
+    mg_master.reloading = 1;
     snap = mg_conf_load(mg_master.opts->conf_file, &errs);
     if (snap == NULL) {
         for (i = 0; i < errs.n; i++) {
@@ -593,11 +600,20 @@ master_reload(void)
                  "reload: generation %lu started (%u workers)",
                  master_current()->id, snap->gateway.workers);
     mg_met_inc(snap->met + MG_MET_G_RELOADS);
+    master_wait_ready();
     return;
 
 failed:
     if (cur != NULL) {
         mg_met_inc(cur->snap->met + MG_MET_G_RELOAD_FAILURES);
+    }
+    {
+        char state[160];
+
+        snprintf(state, sizeof(state), "READY=1\nSTATUS=reload failed, "
+                 "generation %lu still serving", cur ? cur->id : 0);
+        mg_notify(state);
+        mg_master.reloading = 0;
     }
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "reload failed, keeping generation %lu", cur ? cur->id : 0);
@@ -615,6 +631,46 @@ master_on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* Tells the service manager (Type=notify) once every worker of the
+ * current generation runs: each marks its slot in shared memory just
+ * before it enters its loop. A reload that cannot get there in 10 s is
+ * reported done all the same, with the count, so it does not hang. */
+static void
+master_on_ready_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    master_gen_t *g = master_current();
+    mg_shm_peering_view_t v;
+    char state[160];
+    unsigned want;
+
+    if (g == NULL || mg_master.stopping) {
+        ev_timer_stop(loop, w);
+        return;
+    }
+    want = g->snap->gateway.workers;
+    if (mg_shm_peering_scan(MG_SHM_WORKERS, g->id, want, &v) != MG_OK) {
+        v.live = want;
+    }
+    if (v.live < want && !(mg_master.reloading
+                           && ev_now(loop) - mg_master.ready_since > 10.0)) {
+        return;
+    }
+    ev_timer_stop(loop, w);
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=generation %lu: %u of "
+             "%u workers running", g->id, v.live, want);
+    mg_notify(state);
+    mg_master.reloading = 0;
+}
+
+static void
+master_wait_ready(void)
+{
+    mg_master.ready_since = ev_now(mg_master.loop);
+    ev_timer_stop(mg_master.loop, &mg_master.ready_timer);
+    ev_timer_set(&mg_master.ready_timer, 0.01, 0.02);
+    ev_timer_start(mg_master.loop, &mg_master.ready_timer);
+}
+
 static void
 master_stop(int how)
 {
@@ -627,6 +683,7 @@ master_stop(int how)
     mg_master.stopping = how;
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0, "%s stop",
                  how == 1 ? "graceful" : "fast");
+    mg_notify("STOPPING=1");
     for (g = mg_master.gens; g != NULL; g = g->next) {
         g->draining = 1;
     }
@@ -723,6 +780,8 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     ev_child_init(&mg_master.child, master_on_child, 0, 0);
     ev_child_start(loop, &mg_master.child);
     ev_timer_init(&mg_master.stop_timer, master_on_stop_timer, 0., 0.);
+    ev_timer_init(&mg_master.ready_timer, master_on_ready_timer, 0., 0.);
+    mg_notify_init();
     /* Before any worker forks, so all of them share the key ring and the
      * health table. */
     if (mg_shm_create() != MG_OK) {
@@ -762,6 +821,7 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     mg_log_error(MG_LOG_NOTICE, &mg_log, 0,
                  "meshgate %s: generation 1 started (%u workers)",
                  PACKAGE_VERSION, workers);
+    master_wait_ready();
 
     ev_run(loop, 0);
 
