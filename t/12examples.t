@@ -60,5 +60,52 @@ for my $ex (@examples) {
         or diag($r->{stderr});
 }
 
+# Kubernetes manifests: the configuration in each ConfigMap passes -t with
+# the environment the Pod spec gives it, certificates made where it names
+# them (moved under the copy's folder); the ports the Pod spec exposes are
+# the ones the configuration listens on.
+my @manifests = sort glob("$top/conf.d/examples/kubernetes/*.yaml");
+ok(@manifests >= 2, 'Kubernetes manifests: ' . join ' ',
+    map { basename $_ } @manifests);
+for my $m (@manifests) {
+    my $name = basename($m);
+    my $yaml = Test::Meshgate::read_file($m);
+    # The block scalar under "meshgate.conf: |", as far as it is indented.
+    my ($indent, $body) = $yaml =~ /^( +)meshgate\.conf: \|\n((?:\1 +.*\n|\s*\n)+)/m;
+    ok(defined $body, "$name: holds a meshgate.conf") or next;
+    $body =~ s/^$indent  //mg;
+    my $copy = "$dir/k8s-" . ++$n;
+    make_path("$copy/tls");
+    $body =~ s{"/etc/meshgate/tls/}{"tls/}g;
+    open my $fh, '>', "$copy/meshgate.conf" or die "$copy: $!\n";
+    print $fh $body;
+    close $fh;
+    my %files;
+    $files{$1} = 1 while $body =~ /\b(?:cert|key|ca|client_ca)\s*=\s*"(tls\/[^"]+)\.crt"/g;
+    for my $f (sort keys %files) {
+        system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
+            . " -nodes -subj '/CN=example' -days 2 -keyout '$copy/$f.key'"
+            . " -out '$copy/$f.crt' >/dev/null 2>&1") == 0
+            or die "openssl for $f failed\n";
+    }
+    my %env;
+    $env{$1} = $2 while $yaml =~ /\{ name: (MESHGATE_\w+), value: "([^"]*)" \}/g;
+    ok(exists $env{MESHGATE_REGION}, "$name: the Pod spec sets MESHGATE_REGION");
+    my $r;
+    {
+        local @ENV{keys %env} = values %env;
+        $r = $t->run_binary('-t', '-c', "$copy/meshgate.conf");
+    }
+    is($r->{status}, 0, "$name: its configuration passes -t")
+        or diag($r->{stderr});
+    my @listen = $body =~ /listen = "[^"]*:(\d+)"/g;
+    # The meshgate container's ports (the application has its own).
+    my ($spec) = $yaml =~ /- name: meshgate\n(.*?)(?:\n +- name: [a-z]|\z)/s;
+    my @ports = ($spec // '') =~ /containerPort: (\d+)/g;
+    my %listen = map { $_ => 1 } @listen;
+    is_deeply([ grep { !$listen{$_} } @ports ], [],
+        "$name: every container port is a listener (@ports)");
+}
+
 $t->stop_and_check;
 done_testing();
