@@ -1224,8 +1224,8 @@ admin_family(mg_ctx_t *ctx, admin_out_t *o, const admin_family_t *f,
     switch (f->series) {
     case ADMIN_S_INSTANCE:
         s.met = snap->met;
-        memcpy(s.prefix, f->cell >= MG_MET_G_SPANS_SENT ? "tracing."
-                                                        : "server.", 9);
+        snprintf(s.prefix, sizeof(s.prefix), "%s",
+                 f->cell >= MG_MET_G_SPANS_SENT ? "tracing." : "server.");
         admin_series_value(o, f, &s, prom);
         return;
     case ADMIN_S_LISTENER:

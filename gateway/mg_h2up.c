@@ -650,6 +650,7 @@ static void
 h2up_connected(mg_h2up_t *h)
 {
     h->connecting = 0;
+    mg_met_inc(h->ep->met + MG_MET_E_CX_TOTAL);
     if (h->ep->tls == NULL) {
         h2up_ready(h);
         return;
@@ -914,7 +915,6 @@ h2up_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
         return NULL;
     }
     ctx->conns[ep->index]++;   /* circuit breakers count connections */
-    mg_met_inc(ep->met + MG_MET_E_CX_TOTAL);
     mg_met_inc(ep->met + MG_MET_E_CX_ACTIVE);
     h->anext = h2up_all;
     if (h2up_all != NULL) {

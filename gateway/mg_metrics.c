@@ -274,10 +274,26 @@ static unsigned met_full;         /* series not counted in this assign */
 /* The first cell of series |key| of |ncells| cells for |generation|, or
  * the sink when the table is full. */
 static unsigned
-met_series(const char *key, unsigned ncells, unsigned long generation)
+met_series(const char *full, unsigned ncells, unsigned long generation)
 {
     met_series_t *s, *free_s = NULL;
-    unsigned i, h = met_hash(key) % MG_MET_SERIES, first;
+    unsigned i, h, first;
+    char key[MG_MET_KEY_MAX];
+    size_t len = strlen(full);
+    uint64_t fnv = 14695981039346656037ull;
+
+    /* A key too long for the table keeps its head and a hash of the
+     * whole, so that long names never share cells. */
+    if (len < sizeof(key)) {
+        memcpy(key, full, len + 1);
+    } else {
+        for (i = 0; i < len; i++) {
+            fnv = (fnv ^ (unsigned char)full[i]) * 1099511628211ull;
+        }
+        snprintf(key, sizeof(key), "%.*s#%016llx",
+                 (int)(sizeof(key) - 18), full, (unsigned long long)fnv);
+    }
+    h = met_hash(key) % MG_MET_SERIES;
 
     for (i = 0; i < MG_MET_SERIES; i++) {
         s = &met_shm->series[(h + i) % MG_MET_SERIES];
@@ -314,7 +330,7 @@ int
 mg_metrics_assign(mg_snapshot_t *snap, unsigned long generation,
                   unsigned long oldest_live)
 {
-    char key[MG_MET_KEY_MAX];
+    char key[1024];
     mg_listener_conf_t *lc;
     mg_cluster_conf_t *cl;
     mg_priority_t *pr;

@@ -494,7 +494,7 @@ proxy_request_end(mg_client_t *c)
     if (c->to_cluster) {
         c->to_cluster = 0;
         mg_met_dec(c->route->cluster->met + MG_MET_C_RQ_ACTIVE);
-        if (c->ep != NULL) {
+        if (c->ep != NULL && c->resp_head_done) {
             mg_met_observe(c->ep->cluster->priorities[c->ep->priority].met
                                + MG_MET_P_TIME, now - c->try_start);
         }
@@ -1173,6 +1173,7 @@ proxy_count_request(mg_client_t *c)
 {
     c->counted = 1;
     c->to_cluster = 0;
+    c->replaying = 0;
     mg_met_inc(c->lc->met + MG_MET_L_RQ_ACTIVE);
 }
 
@@ -1773,6 +1774,12 @@ proxy_connect(mg_client_t *c)
             }
             return;
         }
+        /* A try after the first is a retry, unless it only replays one
+         * the upstream never took (proxy_replay()). */
+        if (c->attempts > 0 && !c->replaying) {
+            mg_met_inc(cl->met + MG_MET_C_RETRIES);
+        }
+        c->replaying = 0;
         c->attempts++;
         c->try_start = ev_time();
         mg_met_inc(cl->priorities[ep->priority].met + MG_MET_P_ATTEMPTS);
@@ -1895,6 +1902,7 @@ proxy_replay(mg_client_t *c, int fresh)
     if (c->attempts > 0) {
         c->attempts--;
     }
+    c->replaying = 1;
     proxy_connect(c);
     return MG_OK;
 }
@@ -2017,7 +2025,6 @@ proxy_retry(mg_client_t *c, const char *why)
         c->retried = 1;
         c->ctx->retrying[c->route->cluster->index]++;
     }
-    mg_met_inc(c->route->cluster->met + MG_MET_C_RETRIES);
     proxy_rewind(c);
     c->resp_seen = 0;
     c->uhead_scanned = 0;
@@ -3440,6 +3447,7 @@ upstream_on_write(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         u->connecting = 0;
+        mg_met_inc(c->ep->met + MG_MET_E_CX_TOTAL);
         ev_io_stop(loop, &u->wev);
         ev_timer_stop(loop, &u->timer);
         c->ctx->active[c->ep->index]--;

@@ -112,6 +112,7 @@ struct mg_client_s {
     unsigned counted:1;           /* a request started and not ended yet
                                    * (proxy_request_end()) */
     unsigned to_cluster:1;        /* counted active in its cluster */
+    unsigned replaying:1;         /* the next try replays the last one */
     int body_err;                 /* MG_H1_ERR_* of a malformed body that an
                                    * HTTP/2 upstream stream was reset for */
 

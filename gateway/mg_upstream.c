@@ -151,7 +151,9 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     u->ep = ep;
     u->connecting = in_progress;
     ctx->conns[ep->index]++;   /* circuit breakers count connections */
-    mg_met_inc(ep->met + MG_MET_E_CX_TOTAL);
+    if (!in_progress) {
+        mg_met_inc(ep->met + MG_MET_E_CX_TOTAL);
+    }
     mg_met_inc(ep->met + MG_MET_E_CX_ACTIVE);
     ev_io_init(&u->rev, upstream_on_idle_read, fd, EV_READ);
     ev_io_init(&u->wev, upstream_on_idle_read, fd, EV_WRITE);

@@ -90,7 +90,7 @@ static void
 test_series(void)
 {
     char dir[] = "/tmp/mg-test-metrics-XXXXXX";
-    char text[2048];
+    char text[4096];
     mg_snapshot_t *s1, *s2, *s3;
     unsigned slot, slot2, ep1, ep3;
 
@@ -192,6 +192,31 @@ test_series(void)
     is_int(mg_metrics_sum(s1->clusters[0].priorities[0].endpoints[0].met
                           + MG_MET_E_RQ + 1), 0,
            "a series that was given back starts from zero");
+
+    /* Names past the key size keep their own cells. */
+    {
+        char long_a[301], long_b[301];
+        mg_snapshot_t *s4;
+
+        memset(long_a, 'x', 300);
+        long_a[300] = '\0';
+        memcpy(long_b, long_a, sizeof(long_b));
+        long_a[299] = 'a';
+        long_b[299] = 'b';
+        snprintf(text, sizeof(text), CONF_HEAD "clusters = ( { name = \"%s\"; "
+                 "endpoints = ( { address = \"127.0.0.1:2\"; } ); }, "
+                 "{ name = \"%s\"; endpoints = ( { address = "
+                 "\"127.0.0.1:2\"; } ); } );\n", long_a, long_b, long_a,
+                 long_b);
+        s4 = load(dir, text);
+        ok(s4 != NULL && mg_metrics_assign(s4, 6, 6) == MG_OK,
+           "clusters with 300-byte names assigned");
+        if (s4 != NULL) {
+            ok(s4->clusters[0].met != s4->clusters[1].met,
+               "names alike in their first 200 bytes have their own cells");
+            mg_snapshot_free(s4);
+        }
+    }
 
     mg_snapshot_free(s1);
     mg_snapshot_free(s2);
