@@ -440,7 +440,7 @@ admin_clusters_text(mg_ctx_t *ctx, admin_out_t *o)
         for (l = 0; l < cl->npriorities; l++) {
             pr = &cl->priorities[l];
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 ej = admin_ejected_for(ctx, ep);
                 admin_puts(o, cl->name);
                 admin_raw(o, "::", 2);
@@ -500,7 +500,7 @@ admin_clusters_json(mg_ctx_t *ctx, admin_out_t *o)
         for (l = 0; l < cl->npriorities; l++) {
             pr = &cl->priorities[l];
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 ej = admin_ejected_for(ctx, ep);
                 fe = 1;
                 admin_raw(o, ",", nep++ > 0);
@@ -828,7 +828,7 @@ admin_json_cluster(admin_out_t *o, const mg_cluster_conf_t *cl)
         admin_key(o, &fl, "endpoints");
         admin_raw(o, "[", 1);
         for (j = 0; j < pr->nendpoints; j++) {
-            ep = &pr->endpoints[j];
+            ep = pr->eps[j];
             fe = 1;
             admin_raw(o, ",", j > 0);
             admin_raw(o, "{", 1);
@@ -1318,7 +1318,7 @@ admin_family(mg_ctx_t *ctx, admin_out_t *o, const admin_family_t *f,
                 continue;
             }
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 s.label[1] = "endpoint";
                 s.value[1] = ep->address;
                 s.nlabels = 2;

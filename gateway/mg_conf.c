@@ -2942,6 +2942,17 @@ conf_build_clusters(conf_ctx_t *ctx)
             }
         }
     }
+    for (i = 0; i < snap->nclusters; i++) {
+        cl = &snap->clusters[i];
+        for (p = 0; p < cl->npriorities; p++) {
+            pr = &cl->priorities[p];
+            pr->eps = conf_alloc(ctx->pool, (pr->nendpoints + 1)
+                                                * sizeof(mg_endpoint_conf_t *));
+            for (j = 0; j < pr->nendpoints; j++) {
+                pr->eps[j] = &pr->endpoints[j];
+            }
+        }
+    }
     /* Local endpoints have a pool each; every cluster reaches a region
      * through the one pool of that region. */
     for (i = 0; i < snap->nregions; i++) {
@@ -2953,7 +2964,7 @@ conf_build_clusters(conf_ctx_t *ctx)
         for (p = 0; p < cl->npriorities; p++) {
             pr = &cl->priorities[p];
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 ep->pool = ep->region ? ep->region->pool : ep->index;
             }
         }

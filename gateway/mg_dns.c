@@ -159,7 +159,7 @@ mg_dns_assign(mg_snapshot_t *snap, unsigned long generation,
         for (p = 0; p < snap->clusters[c].npriorities; p++) {
             pr = &snap->clusters[c].priorities[p];
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 if (ep->host == NULL) {
                     continue;
                 }
@@ -761,7 +761,7 @@ mg_dns_start(struct ev_loop *loop, const mg_snapshot_t *snap)
         cl = &snap->clusters[c];
         for (p = 0; p < cl->npriorities; p++) {
             for (j = 0; j < cl->priorities[p].nendpoints; j++) {
-                ep = &cl->priorities[p].endpoints[j];
+                ep = cl->priorities[p].eps[j];
                 if (ep->host != NULL && ep->dns_slot < MG_DNS_SLOTS) {
                     nm = byslot[ep->dns_slot];
                     nm->refresh = mg_min(nm->refresh, ep->dns_refresh);

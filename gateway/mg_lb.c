@@ -65,9 +65,9 @@ lb_round_robin(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
 
     for (i = 0; i < n; i++) {
         k = (st->next[level] + i) % n;
-        if (!lb_skip(exclude, &pr->endpoints[k], v, panic)) {
+        if (!lb_skip(exclude, pr->eps[k], v, panic)) {
             st->next[level] = k + 1;
-            return &pr->endpoints[k];
+            return pr->eps[k];
         }
     }
     return NULL;
@@ -88,7 +88,7 @@ lb_weighted(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
         return lb_round_robin(st, level, pr, v, exclude, panic);
     }
     for (i = 0; i < pr->nendpoints; i++) {
-        ep = &pr->endpoints[i];
+        ep = pr->eps[i];
         if (lb_skip(exclude, ep, v, panic)) {
             continue;
         }
@@ -116,12 +116,12 @@ lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
 
     for (i = 0; i < n; i++) {
         k = (st->next[level] + i) % n;
-        if (lb_skip(exclude, &pr->endpoints[k], v, panic)) {
+        if (lb_skip(exclude, pr->eps[k], v, panic)) {
             continue;
         }
         /* active / weight, compared without division. */
-        load = (uint64_t)v->active[pr->endpoints[k].index] * 1000
-               / pr->endpoints[k].weight;
+        load = (uint64_t)v->active[pr->eps[k]->index] * 1000
+               / pr->eps[k]->weight;
         if (best == -1 || load < best_load) {
             best = (int)k;
             best_load = load;
@@ -131,7 +131,7 @@ lb_least_request(mg_lb_state_t *st, unsigned level, const mg_priority_t *pr,
         return NULL;
     }
     st->next[level] = (unsigned)best + 1;
-    return &pr->endpoints[best];
+    return pr->eps[best];
 }
 
 static const mg_endpoint_conf_t *
@@ -185,7 +185,7 @@ mg_lb_pick(mg_lb_state_t *st, const mg_cluster_conf_t *cl,
         healthy[p] = 0;
         total[p] = cl->priorities[p].nendpoints;
         for (j = 0; j < total[p]; j++) {
-            healthy[p] += mg_lb_available(&cl->priorities[p].endpoints[j], v);
+            healthy[p] += mg_lb_available(cl->priorities[p].eps[j], v);
         }
     }
     mg_lb_priority_loads(healthy, total, n, load);

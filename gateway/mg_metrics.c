@@ -175,7 +175,7 @@ mg_metrics_slot_release(unsigned slot, const mg_snapshot_t *snap)
         met_zero(cells, cl->met + MG_MET_C_PENDING);
         for (p = 0; p < cl->npriorities; p++) {
             for (j = 0; j < cl->priorities[p].nendpoints; j++) {
-                met_zero(cells, cl->priorities[p].endpoints[j].met
+                met_zero(cells, cl->priorities[p].eps[j]->met
                                     + MG_MET_E_CX_ACTIVE);
             }
         }
@@ -378,7 +378,7 @@ mg_metrics_assign(mg_snapshot_t *snap, unsigned long generation,
                      pr->region != NULL ? pr->region->name : "");
             pr->met = met_series(key, MG_MET_P_N, generation);
             for (j = 0; j < pr->nendpoints; j++) {
-                ep = &pr->endpoints[j];
+                ep = pr->eps[j];
                 snprintf(key, sizeof(key), "e/%s/%s", cl->name,
                          ep->address);
                 ep->met = met_series(key, MG_MET_E_N, generation);

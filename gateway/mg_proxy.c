@@ -1670,9 +1670,9 @@ proxy_breaker_tripped(const mg_client_t *c, const mg_endpoint_conf_t *ep)
     unsigned requests = 0, conns = 0, pending = 0, j;
 
     for (j = 0; j < pr->nendpoints; j++) {
-        requests += ctx->active[pr->endpoints[j].index];
-        conns += ctx->conns[pr->endpoints[j].index];
-        pending += ctx->pending[pr->endpoints[j].index];
+        requests += ctx->active[pr->eps[j]->index];
+        conns += ctx->conns[pr->eps[j]->index];
+        pending += ctx->pending[pr->eps[j]->index];
     }
     if (requests >= proxy_share(ctx, b->max_requests)) {
         return "max_requests";
@@ -1707,7 +1707,7 @@ proxy_outlier(mg_client_t *c, const mg_endpoint_conf_t *ep, unsigned status)
         return;
     }
     for (j = 0; j < pr->nendpoints; j++) {
-        ejected += ctx->ejected_until[pr->endpoints[j].index] > now;
+        ejected += ctx->ejected_until[pr->eps[j]->index] > now;
     }
     t = mg_lb_outlier_record(&ctx->outlier[ep->index], oc, status, ejected,
                              pr->nendpoints, &why, &count);
@@ -1941,7 +1941,7 @@ proxy_may_retry(mg_client_t *c, unsigned status)
     view.now = ev_now(c->ctx->loop);
     for (p = 0; p < (c->local_only ? 1 : cl->npriorities); p++) {
         for (j = 0; j < cl->priorities[p].nendpoints; j++) {
-            const mg_endpoint_conf_t *ep = &cl->priorities[p].endpoints[j];
+            const mg_endpoint_conf_t *ep = cl->priorities[p].eps[j];
 
             if (ep != c->ep && (ep->pos >= 64
                                 || !(c->tried & ((uint64_t)1 << ep->pos)))
@@ -1970,7 +1970,7 @@ found:
      * a multiple of its load. */
     for (p = 0; p < cl->npriorities; p++) {
         for (j = 0; j < cl->priorities[p].nendpoints; j++) {
-            active += c->ctx->active[cl->priorities[p].endpoints[j].index];
+            active += c->ctx->active[cl->priorities[p].eps[j]->index];
         }
     }
     allowed = mg_max(3u, (unsigned)(rc->budget * active));

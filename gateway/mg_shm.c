@@ -64,7 +64,7 @@ mg_shm_assign(mg_snapshot_t *snap, unsigned long generation,
     for (c = 0; c < snap->nclusters; c++) {
         for (p = 0; p < snap->clusters[c].npriorities; p++) {
             for (j = 0; j < snap->clusters[c].priorities[p].nendpoints; j++) {
-                ep = &snap->clusters[c].priorities[p].endpoints[j];
+                ep = snap->clusters[c].priorities[p].eps[j];
                 if (ep->health_check == NULL) {
                     continue;
                 }

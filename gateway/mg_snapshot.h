@@ -139,8 +139,10 @@ struct mg_endpoint_conf_s {
 /* One priority level of a cluster. Level 0 holds the local endpoints; then
  * one level per region of out_of_zone, in order, holding its front proxy. */
 typedef struct mg_priority_s {
-    mg_endpoint_conf_t *endpoints;
+    mg_endpoint_conf_t **eps;     /* the level's endpoints */
     unsigned nendpoints;
+    mg_endpoint_conf_t *endpoints; /* where the configuration's are kept
+                                   * (eps points into it); read eps */
     unsigned total_weight;
     const mg_region_conf_t *region; /* NULL for level 0 */
     unsigned met;                 /* first cell of its series (mg_metrics) */
@@ -308,7 +310,7 @@ mg_snapshot_next_slot(const mg_snapshot_t *snap, mg_endpoint_walk_t *w,
         cl = &snap->clusters[w->c];
         for (; w->p < cl->npriorities; w->p++, w->j = 0) {
             while (w->j < cl->priorities[w->p].nendpoints) {
-                ep = &cl->priorities[w->p].endpoints[w->j++];
+                ep = cl->priorities[w->p].eps[w->j++];
                 s = slot(ep);
                 if (s >= nslots || (seen[s / 64] & ((uint64_t)1 << (s % 64)))) {
                     continue;

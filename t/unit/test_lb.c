@@ -61,6 +61,9 @@ test_loads(void)
 
 /* A cluster: two local endpoints, then two regions' front proxies. */
 static mg_endpoint_conf_t local[2], remote1[1], remote2[1];
+static mg_endpoint_conf_t *local_eps[2] = { &local[0], &local[1] };
+static mg_endpoint_conf_t *remote1_eps[1] = { &remote1[0] };
+static mg_endpoint_conf_t *remote2_eps[1] = { &remote2[0] };
 static mg_priority_t levels[3];
 static mg_cluster_conf_t cl;
 static mg_health_check_conf_t hc;
@@ -79,9 +82,14 @@ cluster_init(void)
     cl.priorities = levels;
     cl.npriorities = 3;
     cl.nendpoints = 4;
-    levels[0] = (mg_priority_t){ local, 2, 2, NULL };
-    levels[1] = (mg_priority_t){ remote1, 1, 1, &regions[0] };
-    levels[2] = (mg_priority_t){ remote2, 1, 1, &regions[1] };
+    levels[0] = (mg_priority_t){ .eps = local_eps, .nendpoints = 2,
+                                 .endpoints = local, .total_weight = 2 };
+    levels[1] = (mg_priority_t){ .eps = remote1_eps, .nendpoints = 1,
+                                 .endpoints = remote1, .total_weight = 1,
+                                 .region = &regions[0] };
+    levels[2] = (mg_priority_t){ .eps = remote2_eps, .nendpoints = 1,
+                                 .endpoints = remote2, .total_weight = 1,
+                                 .region = &regions[1] };
     regions[0].name = "b";
     regions[1].name = "c";
     for (i = 0; i < 4; i++) {

@@ -93,6 +93,7 @@ static void
 test_lb(void)
 {
     mg_endpoint_conf_t eps[3];
+    mg_endpoint_conf_t *level[3] = { &eps[0], &eps[1], &eps[2] };
     mg_priority_t pr;
     mg_cluster_conf_t cl;
     mg_lb_state_t st;
@@ -108,6 +109,8 @@ test_lb(void)
         eps[i].pos = i;
         eps[i].weight = 1;
     }
+    memset(&pr, 0, sizeof(pr));
+    pr.eps = level;
     pr.endpoints = eps;
     pr.nendpoints = 3;
     cl.priorities = &pr;
