@@ -850,6 +850,46 @@ admin_json_cluster(admin_out_t *o, const mg_cluster_conf_t *cl)
     admin_raw(o, "}", 1);
 }
 
+/* The tracing section, or null when tracing is off. */
+static void
+admin_json_tracing(admin_out_t *o, const mg_tracing_conf_t *tc)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } formats[] = {
+        { "w3c", MG_TRACE_PROP_W3C },
+        { "b3", MG_TRACE_PROP_B3 },
+        { "b3-single", MG_TRACE_PROP_B3_SINGLE },
+    };
+    unsigned i, n = 0;
+    int f = 1;
+
+    if (tc == NULL) {
+        admin_puts(o, "null");
+        return;
+    }
+    admin_raw(o, "{", 1);
+    admin_kv_str(o, &f, "zipkin", tc->zipkin);
+    admin_kv_num(o, &f, "sampling_percent", tc->sampling_percent);
+    admin_kv_str(o, &f, "service_name", tc->service_name);
+    admin_key(o, &f, "propagate");
+    admin_raw(o, "[", 1);
+    for (i = 0; i < mg_countof(formats); i++) {
+        if (tc->propagate & formats[i].bit) {
+            admin_raw(o, ",", n++ > 0);
+            admin_json_str(o, formats[i].name);
+        }
+    }
+    admin_raw(o, "]", 1);
+    admin_kv_uint(o, &f, "batch", tc->batch);
+    admin_kv_num(o, &f, "flush_interval", tc->flush_interval);
+    admin_kv_num(o, &f, "timeout", tc->timeout);
+    admin_kv_str(o, &f, "file", tc->file);
+    admin_kv_uint(o, &f, "line", (uint64_t)tc->line);
+    admin_raw(o, "}", 1);
+}
+
 static void
 admin_config_dump(mg_ctx_t *ctx, admin_out_t *o)
 {
@@ -888,6 +928,9 @@ admin_config_dump(mg_ctx_t *ctx, admin_out_t *o)
         admin_json_str(o, admin->listen);
         admin_raw(o, "}", 1);
     }
+
+    admin_key(o, &f, "tracing");
+    admin_json_tracing(o, snap->tracing);
 
     admin_key(o, &f, "regions");
     admin_raw(o, "[", 1);

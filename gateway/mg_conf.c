@@ -322,6 +322,23 @@ static const conf_key_t conf_region_keys[NK_N] = {
     [NK_DNS_REFRESH] = CK_SECS("dns_refresh", 30),
 };
 
+/* tracing = { ... }: trace context propagation and span export. */
+enum {
+    SK_ZIPKIN, SK_SAMPLING_PERCENT, SK_SERVICE_NAME, SK_PROPAGATE, SK_BATCH,
+    SK_FLUSH_INTERVAL, SK_TIMEOUT, SK_N
+};
+
+static const conf_key_t conf_tracing_keys[SK_N] = {
+    [SK_ZIPKIN] = CK_STR_REQ("zipkin"),
+    [SK_SAMPLING_PERCENT] = { "sampling_percent", CONF_NUM, CONF_BOUNDS, 0,
+                              100, 100, NULL },
+    [SK_SERVICE_NAME] = CK_STR("service_name", NULL),
+    [SK_PROPAGATE] = CK_STRS("propagate"),
+    [SK_BATCH] = CK_INT("batch", 1, 1000, 100),
+    [SK_FLUSH_INTERVAL] = CK_SECS("flush_interval", 1),
+    [SK_TIMEOUT] = CK_SECS("timeout", 5),
+};
+
 /* A cluster's tls = { ... }: how we talk TLS to its endpoints. */
 enum {
     UK_CA, UK_CERT, UK_KEY, UK_SNI, UK_VERIFY, UK_PROTOCOLS, UK_CIPHERS,
@@ -388,6 +405,7 @@ typedef struct conf_ctx_s {
 
     const config_setting_t *gateway;
     const config_setting_t *admin;
+    const config_setting_t *tracing;
     conf_vec_t listener_s;            /* config_setting_t * of each */
     conf_vec_t cluster_s;
     conf_vec_t region_s;
@@ -1180,6 +1198,8 @@ conf_sections(conf_ctx_t *ctx)
                 once = &ctx->gateway;
             } else if (strcmp(name, "admin") == 0) {
                 once = &ctx->admin;
+            } else if (strcmp(name, "tracing") == 0) {
+                once = &ctx->tracing;
             } else if (strcmp(name, "listeners") == 0) {
                 vec = &ctx->listener_s;
             } else if (strcmp(name, "clusters") == 0) {
@@ -1191,8 +1211,8 @@ conf_sections(conf_ctx_t *ctx)
             } else {
                 conf_error(ctx, m,
                            "unknown key \"%s\" at top level (sections are "
-                           "gateway, admin, regions, listeners, routes and "
-                           "clusters)",
+                           "gateway, admin, tracing, regions, listeners, "
+                           "routes and clusters)",
                            name);
                 continue;
             }
@@ -1345,6 +1365,99 @@ conf_parse_admin(conf_ctx_t *ctx)
     ctx->admin_listen_s = v[AK_LISTEN].s;
     ctx->admin_listen = v[AK_LISTEN].str;
     ctx->admin_allow_remote = (int)v[AK_ALLOW_REMOTE].i;
+}
+
+/* After the gateway section: the service is named after the region by
+ * default. */
+static const char **conf_strs(conf_ctx_t *ctx, const config_setting_t *s,
+                               unsigned *n);
+
+static void
+conf_parse_tracing(conf_ctx_t *ctx)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } formats[] = {
+        { "w3c", MG_TRACE_PROP_W3C },
+        { "b3", MG_TRACE_PROP_B3 },
+        { "b3-single", MG_TRACE_PROP_B3_SINGLE },
+    };
+    mg_tracing_conf_t *tc;
+    conf_val_t v[SK_N];
+    const char *reason, **names;
+    unsigned i, k, n;
+    int hostname;
+    size_t len;
+    char *sn;
+
+    if (ctx->tracing == NULL) {
+        return;
+    }
+    conf_group(ctx, ctx->tracing, "tracing", conf_tracing_keys, SK_N, v);
+    if (!config_setting_is_group(ctx->tracing)) {
+        return;
+    }
+    tc = conf_alloc(ctx->pool, sizeof(*tc));
+    tc->file = conf_file(ctx, ctx->tracing);
+    tc->line = conf_line(ctx->tracing);
+
+    tc->zipkin = v[SK_ZIPKIN].str;
+    if (tc->zipkin != NULL) {
+        /* Workers never resolve names, and neither does the exporter. */
+        reason = conf_addr(tc->zipkin, &tc->addr, &tc->addrlen, &hostname);
+        if (reason == NULL && tc->zipkin[0] == '*') {
+            reason = "it needs a host, not \"*\"";
+        } else if (hostname) {
+            reason = "use an IP address or localhost (host names are not "
+                     "resolved here)";
+        }
+        if (reason != NULL) {
+            conf_error(ctx, v[SK_ZIPKIN].s, "bad zipkin address \"%s\": %s",
+                       tc->zipkin, reason);
+        }
+    }
+
+    tc->sampling_percent = v[SK_SAMPLING_PERCENT].num;
+    tc->sample_below = (uint64_t)(tc->sampling_percent / 100.0
+                                  * 4294967296.0);
+
+    if (v[SK_SERVICE_NAME].str != NULL) {
+        tc->service_name = v[SK_SERVICE_NAME].str;
+        if (tc->service_name[0] == '\0') {
+            conf_error(ctx, v[SK_SERVICE_NAME].s,
+                       "key \"service_name\" must not be empty");
+        }
+    } else {
+        len = sizeof("meshgate-") + strlen(ctx->snap->gateway.region);
+        sn = conf_alloc(ctx->pool, len);
+        snprintf(sn, len, "meshgate-%s", ctx->snap->gateway.region);
+        tc->service_name = sn;
+    }
+
+    tc->propagate = MG_TRACE_PROP_W3C | MG_TRACE_PROP_B3;
+    if (v[SK_PROPAGATE].s != NULL
+        && (names = conf_strs(ctx, v[SK_PROPAGATE].s, &n)) != NULL) {
+        tc->propagate = 0;
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < mg_countof(formats); k++) {
+                if (strcmp(names[i], formats[k].name) == 0) {
+                    tc->propagate |= formats[k].bit;
+                    break;
+                }
+            }
+            if (k == mg_countof(formats)) {
+                conf_error(ctx, config_setting_get_elem(v[SK_PROPAGATE].s, i),
+                           "unknown propagate format \"%s\" (use \"w3c\", "
+                           "\"b3\" or \"b3-single\")", names[i]);
+            }
+        }
+    }
+
+    tc->batch = (unsigned)v[SK_BATCH].i;
+    tc->flush_interval = v[SK_FLUSH_INTERVAL].num;
+    tc->timeout = v[SK_TIMEOUT].num;
+    ctx->snap->tracing = tc;
 }
 
 /* TLS problems are reported at the value's setting, or at the tls group
@@ -3019,6 +3132,7 @@ mg_conf_load(const char *path, mg_conf_errors_t *errs)
         conf_sections(&ctx);
         conf_parse_gateway(&ctx);
         conf_parse_admin(&ctx);
+        conf_parse_tracing(&ctx);
         conf_parse_regions(&ctx);
         conf_parse_clusters(&ctx);
         conf_parse_routes(&ctx);

@@ -47,6 +47,8 @@ struct mg_ctx_s {
     mg_access_log_t *access_logs; /* [snap->nlisteners] */
     uint64_t request_seq;
     char request_id_seed[17];     /* random per worker, hex */
+    uint64_t trace_rng[2];        /* mg_trace's ids and sampling; seeded
+                                   * on first use */
     mg_ctx_empty_cb on_empty;     /* draining and the last client closed */
     /* Parsed heads are only needed while a head is handled, which never
      * spans an event, so one of each per worker keeps connections small. */

@@ -32,6 +32,7 @@
 #include "mg_proxy.h"
 #include "mg_router.h"
 #include "mg_snapshot.h"
+#include "mg_trace.h"
 #include "mg_upstream.h"
 
 static void client_on_read(struct ev_loop *loop, ev_io *w, int revents);
@@ -468,7 +469,7 @@ client_log_request(mg_client_t *c)
 }
 
 /* Accounts for the end of the current request, once, however it ended:
- * metrics, then its trace span. */
+ * its trace spans, then metrics. */
 static void
 proxy_request_end(mg_client_t *c)
 {
@@ -480,6 +481,9 @@ proxy_request_end(mg_client_t *c)
         return;
     }
     c->counted = 0;
+    if (c->ctx->snap->tracing != NULL) {
+        mg_trace_request_end(c);
+    }
     if (mg_met == NULL) {
         return;
     }
@@ -954,7 +958,8 @@ static int
 proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
 {
     mg_ctx_t *ctx = c->ctx;
-    size_t need = r->head_len + 512 + strlen(c->client_ip);
+    size_t need = r->head_len + 512 + strlen(c->client_ip)
+                  + (c->trace.active ? MG_TRACE_HEADERS_MAX : 0);
     mg_buf_t *b;
     const mg_h1_header_t *h;
     int have_xff = 0, have_via = 0, have_host = 0, have_rid = 0, absolute;
@@ -1001,6 +1006,9 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
         h = &r->headers[i];
         if (h->hop_by_hop || (absolute && h->id == MG_H1_HDR_HOST)) {
             continue;
+        }
+        if (c->trace.active && mg_trace_is_header(h->name.data, h->name.len)) {
+            continue;   /* replaced by ours, below */
         }
         if (h->name.len > 11 && !c->local_only
             && strncasecmp(h->name.data, "x-meshgate-", 11) == 0) {
@@ -1122,6 +1130,11 @@ proxy_build_upstream_head(mg_client_t *c, const mg_h1_request_t *r)
                           strlen(c->request_id), NULL, 0) != MG_OK) {
         return MG_ERROR;
     }
+    if (c->trace.active
+        && mg_trace_add_headers(&c->trace, ctx->snap->tracing, r, b)
+               != MG_OK) {
+        return MG_ERROR;
+    }
     if (c->route->cluster->protocol != MG_PROTO_HTTP1
         || c->route->cluster->npriorities > 1) {
         /* TE is hop-by-hop, but "trailers" is what HTTP/2 lets through
@@ -1177,11 +1190,14 @@ proxy_count_request(mg_client_t *c)
     mg_met_inc(c->lc->met + MG_MET_L_RQ_ACTIVE);
 }
 
-/* Accounts for the start of a request (proxy_request_end() ends it). */
+/* Accounts for the start of request |r| (proxy_request_end() ends it). */
 static void
-proxy_request_start(mg_client_t *c)
+proxy_request_start(mg_client_t *c, const mg_h1_request_t *r)
 {
     proxy_count_request(c);
+    if (c->ctx->snap->tracing != NULL) {
+        mg_trace_request_start(c, r);
+    }
 }
 
 static void
@@ -1207,7 +1223,7 @@ client_handle_request(mg_client_t *c, const mg_h1_request_t *r)
     c->body_scanned = 0;
     client_copy_log_fields(c, r);
     client_set_request_id(c, r);
-    proxy_request_start(c);
+    proxy_request_start(c, r);
     ev_timer_stop(c->ctx->loop, &c->timer);
 
     if (c->lc->admin) {
@@ -1782,6 +1798,7 @@ proxy_connect(mg_client_t *c)
         c->replaying = 0;
         c->attempts++;
         c->try_start = ev_time();
+        mg_trace_upstream_try(&c->trace, c->try_start);
         mg_met_inc(cl->priorities[ep->priority].met + MG_MET_P_ATTEMPTS);
         if (ep->protocol != MG_PROTO_HTTP1) {
             u = mg_h2up_open(ctx, ep, c, c->no_pool, &err);

@@ -15,6 +15,7 @@
 #include "mg_dns.h"
 #include "mg_h1.h"
 #include "mg_io.h"
+#include "mg_trace.h"
 #include "mg_upstream.h"
 
 typedef struct mg_h2_conn_s mg_h2_conn_t;
@@ -85,6 +86,7 @@ struct mg_client_s {
     size_t uhead_mark;            /* where our cross-region fields start in
                                    * uhead, 0 = not there */
     int last_err;
+    mg_trace_t trace;             /* zero unless tracing is configured */
 
     unsigned req_keep_alive:1;    /* the client wants to keep the conn */
     unsigned keep_alive:1;        /* we will keep it after this response */

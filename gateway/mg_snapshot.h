@@ -256,6 +256,32 @@ struct mg_listener_conf_s {
     int line;
 };
 
+/* Trace context formats written upstream (mg_tracing_conf_t.propagate). */
+enum {
+    MG_TRACE_PROP_W3C = 1 << 0,   /* traceparent (and tracestate) */
+    MG_TRACE_PROP_B3 = 1 << 1,    /* X-B3-TraceId, X-B3-SpanId, ... */
+    MG_TRACE_PROP_B3_SINGLE = 1 << 2 /* b3 */
+};
+
+/* Distributed tracing: spans exported to a Zipkin v2 collector by the
+ * control process, trace context propagated upstream (mg_trace). */
+typedef struct mg_tracing_conf_s {
+    const char *zipkin;           /* the collector, "host:port" as
+                                   * configured (also its Host header) */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    double sampling_percent;      /* of new traces, 0..100, default 100 */
+    uint64_t sample_below;        /* a new trace is sampled when 32 random
+                                   * bits are below this: percent of 2^32 */
+    const char *service_name;     /* default "meshgate-<region>" */
+    unsigned propagate;           /* MG_TRACE_PROP_*, default W3C | B3 */
+    unsigned batch;               /* spans per POST, 1..1000, default 100 */
+    double flush_interval;        /* longest wait of a partial batch, 1 s */
+    double timeout;               /* one POST, default 5 s */
+    const char *file;
+    int line;
+} mg_tracing_conf_t;
+
 typedef struct mg_gateway_conf_s {
     const char *region;           /* default "default" */
     const char *zone;             /* "" when not set */
@@ -284,6 +310,7 @@ struct mg_snapshot_s {
     unsigned nregions;
     unsigned npools;              /* upstream pools: endpoints + regions */
     unsigned met;                 /* first cell of the instance's series */
+    const mg_tracing_conf_t *tracing; /* NULL: tracing is off */
 };
 
 /* Where a walk over a snapshot's endpoints stands; zero it to start. */

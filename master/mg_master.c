@@ -30,6 +30,7 @@
 #include "mg_shm.h"
 #include "mg_snapshot.h"
 #include "mg_tls.h"
+#include "mg_trace.h"
 #include "mg_worker.h"
 
 #define MASTER_CRASH_WINDOW 60.0  /* seconds a crash is remembered */
@@ -551,7 +552,8 @@ master_start_gen(mg_snapshot_t *snap)
     /* The old generation's control process goes with the drain below;
      * this one starts checking and resolving at once, so no interval is
      * missed. */
-    if (mg_health_count(snap) > 0 || mg_dns_count(snap) > 0) {
+    if (mg_health_count(snap) > 0 || mg_dns_count(snap) > 0
+        || snap->tracing != NULL) {
         master_spawn(g, snap->gateway.workers);
     }
     if (old != NULL) {
@@ -797,6 +799,11 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     if (mg_metrics_create() != MG_OK) {
         mg_log_error(MG_LOG_EMERG, &mg_log, errno,
                      "cannot map the shared metrics");
+        return 1;
+    }
+    if (mg_trace_shm_create() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot map the shared span rings");
         return 1;
     }
     if (mg_tls_tickets_init() != MG_OK) {

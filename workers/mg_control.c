@@ -15,6 +15,7 @@
 #include "mg_log.h"
 #include "mg_metrics.h"
 #include "mg_snapshot.h"
+#include "mg_trace.h"
 #include "mg_worker.h"
 
 typedef struct control_s {
@@ -22,6 +23,7 @@ typedef struct control_s {
     struct ev_loop *loop;
     mg_health_t *health;
     mg_dns_t *dns;
+    mg_trace_export_t *trace;     /* NULL without tracing */
     ev_io chan_io;
 } control_t;
 
@@ -41,6 +43,8 @@ control_exit(int code)
         mg_dns_stop(mg_control.dns);
         mg_control.dns = NULL;
     }
+    mg_trace_export_stop(mg_control.trace);
+    mg_control.trace = NULL;
     if (mg_control.loop != NULL) {
         ev_io_stop(mg_control.loop, &mg_control.chan_io);
         ev_loop_destroy(mg_control.loop);
@@ -142,6 +146,16 @@ mg_control_run(const mg_worker_start_t *ws)
     }
     mg_log_error(MG_LOG_INFO, &mg_log, 0, "DNS lookups started for %u host "
                  "names", mg_dns_count(ws->snap));
+    if (ws->snap->tracing != NULL) {
+        mg_control.trace = mg_trace_export_start(loop, ws->snap);
+        if (mg_control.trace == NULL) {
+            mg_log_error(MG_LOG_EMERG, &mg_log, ENOMEM,
+                         "cannot start the span export");
+            control_exit(2);
+        }
+        mg_log_error(MG_LOG_INFO, &mg_log, 0, "span export to %s started",
+                     ws->snap->tracing->zipkin);
+    }
     ev_io_init(&mg_control.chan_io, control_on_chan, ws->chan, EV_READ);
     ev_io_start(loop, &mg_control.chan_io);
 

@@ -3,8 +3,9 @@
  * the work that must run once per meshgate instance rather than once per
  * worker. It runs the active health checks (gateway/mg_health) and the
  * lookups of endpoints' host names (gateway/mg_dns), and publishes the
- * verdicts and addresses in shared memory. The master talks to it over a
- * socketpair with the workers' one-byte commands.
+ * verdicts and addresses in shared memory; with tracing, it sends the
+ * workers' spans to the collector (gateway/mg_trace). The master talks to
+ * it over a socketpair with the workers' one-byte commands.
  */
 #ifndef MG_CONTROL_H
 #define MG_CONTROL_H
