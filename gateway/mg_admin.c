@@ -16,6 +16,7 @@
 #include "mg_dns.h"
 #include "mg_lb.h"
 #include "mg_log.h"
+#include "mg_eds.h"
 #include "mg_metrics.h"
 #include "mg_router.h"
 #include "mg_shm.h"
@@ -468,6 +469,38 @@ admin_clusters_text(mg_ctx_t *ctx, admin_out_t *o)
     }
 }
 
+/* A discovery cluster's state: what the xds server last gave. */
+static void
+admin_eds_json(admin_out_t *o, const mg_cluster_conf_t *cl)
+{
+    mg_eds_status_t st;
+    int f = 1;
+
+    admin_raw(o, "{", 1);
+    admin_kv_str(o, &f, "eds_name", cl->eds_name);
+    if (mg_eds_status(cl, &st) == MG_OK) {
+        admin_kv_bool(o, &f, "received", st.got_first);
+        admin_kv_str(o, &f, "version", st.version);
+        admin_key(o, &f, "last_update");
+        if (st.last_update_ms != 0) {
+            admin_printf(o, "%.3f", (double)st.last_update_ms / 1000);
+        } else {
+            admin_puts(o, "null");
+        }
+        admin_key(o, &f, "nack");
+        if (st.nack[0] != '\0') {
+            admin_json_str(o, st.nack);
+        } else {
+            admin_puts(o, "null");
+        }
+        admin_kv_uint(o, &f, "updates", st.updates);
+        admin_kv_uint(o, &f, "rejections", st.rejections);
+        admin_kv_uint(o, &f, "endpoints", st.nendpoints);
+    }
+    admin_kv_bool(o, &f, "connected", mg_eds_connected());
+    admin_raw(o, "}", 1);
+}
+
 static void
 admin_clusters_json(mg_ctx_t *ctx, admin_out_t *o)
 {
@@ -494,6 +527,10 @@ admin_clusters_json(mg_ctx_t *ctx, admin_out_t *o)
         admin_kv_str(o, &fc, "lb", admin_lb_name(cl->lb));
         admin_kv_uint(o, &fc, "retrying", ctx->retrying[cl->index]);
         admin_kv_uint(o, &fc, "overflows", ctx->overflows[cl->index]);
+        if (cl->eds_name != NULL) {
+            admin_key(o, &fc, "eds");
+            admin_eds_json(o, cl);
+        }
         admin_key(o, &fc, "endpoints");
         admin_raw(o, "[", 1);
         nep = 0;
@@ -791,6 +828,12 @@ admin_json_cluster(admin_out_t *o, const mg_cluster_conf_t *cl)
     admin_kv_num(o, &f, "keepalive_interval", cl->keepalive_interval);
     admin_kv_num(o, &f, "keepalive_timeout", cl->keepalive_timeout);
     admin_kv_num(o, &f, "dns_refresh", cl->dns_refresh);
+    admin_kv_str(o, &f, "discovery", cl->eds_name != NULL ? "eds" : "static");
+    if (cl->eds_name != NULL) {
+        admin_kv_uint(o, &f, "max_endpoints", cl->max_endpoints);
+        admin_key(o, &f, "eds");
+        admin_eds_json(o, cl);
+    }
     admin_key(o, &f, "tls");
     admin_json_tls(o, cl->tls, cl->tls_sni, 0, 0);
     admin_key(o, &f, "health_check");
@@ -932,6 +975,25 @@ admin_config_dump(mg_ctx_t *ctx, admin_out_t *o)
     admin_key(o, &f, "tracing");
     admin_json_tracing(o, snap->tracing);
 
+    admin_key(o, &f, "xds");
+    if (snap->xds == NULL) {
+        admin_puts(o, "null");
+    } else {
+        int fx = 1;
+
+        admin_raw(o, "{", 1);
+        admin_kv_str(o, &fx, "address", snap->xds->address);
+        admin_kv_str(o, &fx, "api", snap->xds->v2 ? "v2" : "v3");
+        admin_kv_bool(o, &fx, "ads", snap->xds->ads);
+        admin_kv_str(o, &fx, "node_id", snap->xds->node_id);
+        admin_kv_str(o, &fx, "node_cluster", snap->xds->node_cluster);
+        admin_kv_bool(o, &fx, "ready_wait", snap->xds->ready_wait);
+        admin_key(o, &fx, "tls");
+        admin_json_tls(o, snap->xds->tls, snap->xds->tls_sni, 0, 0);
+        admin_kv_bool(o, &fx, "connected", mg_eds_connected());
+        admin_raw(o, "}", 1);
+    }
+
     admin_key(o, &f, "regions");
     admin_raw(o, "[", 1);
     for (i = 0; i < snap->nregions; i++) {
@@ -978,7 +1040,8 @@ enum {
     ADMIN_S_CLUSTER,
     ADMIN_S_LEVEL,
     ADMIN_S_ENDPOINT,
-    ADMIN_S_HEALTH
+    ADMIN_S_HEALTH,
+    ADMIN_S_EDS                   /* a discovery cluster */
 };
 
 /* How a family's value is read. */
@@ -987,7 +1050,11 @@ enum {
     ADMIN_V_GAUGE,                /* cells of signed increments */
     ADMIN_V_CLASSES,              /* MG_MET_CLASSES counters, label class */
     ADMIN_V_HISTOGRAM,
-    ADMIN_V_HEALTHY               /* the shared health table, 1/0 */
+    ADMIN_V_HEALTHY,              /* the shared health table, 1/0 */
+    ADMIN_V_XDS_UP,               /* the xds stream, 1/0 */
+    ADMIN_V_EDS_UPDATES,          /* the discovery table: counters */
+    ADMIN_V_EDS_REJECTIONS,
+    ADMIN_V_EDS_ENDPOINTS         /* ... and a gauge */
 };
 
 typedef struct admin_family_s {
@@ -1072,6 +1139,15 @@ static const admin_family_t admin_families[] = {
       "1 unless active health checks found the endpoint unhealthy." },
     { "health_check_transitions_total", "hc", ADMIN_S_HEALTH,
       ADMIN_V_CLASSES, 0, "Health check verdict changes." },
+    { "xds_connected", "xds_connected", ADMIN_S_INSTANCE, ADMIN_V_XDS_UP, 0,
+      "1 while the stream to the xds server is up." },
+    { "xds_updates_total", "xds_updates", ADMIN_S_EDS, ADMIN_V_EDS_UPDATES,
+      0, "Endpoint assignments accepted from the xds server." },
+    { "xds_rejections_total", "xds_rejections", ADMIN_S_EDS,
+      ADMIN_V_EDS_REJECTIONS, 0,
+      "Updates refused (NACK); the last good endpoints stayed." },
+    { "xds_endpoints", "xds_endpoints", ADMIN_S_EDS, ADMIN_V_EDS_ENDPOINTS, 0,
+      "Endpoints of this region the last assignment gave." },
 };
 
 static const char *const admin_class_names[MG_MET_CLASSES] = {
@@ -1108,6 +1184,7 @@ typedef struct admin_series_s {
     char prefix[600];
     unsigned met;
     const mg_endpoint_conf_t *ep;
+    const mg_cluster_conf_t *cl;
 } admin_series_t;
 
 static void
@@ -1172,6 +1249,29 @@ admin_series_value(admin_out_t *o, const admin_family_t *f,
                          mg_metrics_sum(s->met + f->cell));
         }
         return;
+    case ADMIN_V_XDS_UP:
+    case ADMIN_V_EDS_UPDATES:
+    case ADMIN_V_EDS_REJECTIONS:
+    case ADMIN_V_EDS_ENDPOINTS: {
+        mg_eds_status_t st;
+        uint64_t val = 0;
+
+        if (f->value == ADMIN_V_XDS_UP) {
+            val = (uint64_t)mg_eds_connected();
+        } else if (mg_eds_status(s->cl, &st) == MG_OK) {
+            val = f->value == ADMIN_V_EDS_UPDATES ? st.updates
+                  : f->value == ADMIN_V_EDS_REJECTIONS ? st.rejections
+                                                       : st.nendpoints;
+        }
+        if (prom) {
+            admin_printf(o, "meshgate_%s", name);
+            admin_prom_labels(o, s, NULL, NULL);
+        } else {
+            admin_printf(o, "%s%s:", s->prefix, f->stat);
+        }
+        admin_printf(o, " %" PRIu64 "\n", val);
+        return;
+    }
     case ADMIN_V_HEALTHY:
         if (prom) {
             admin_printf(o, "meshgate_%s", name);
@@ -1338,6 +1438,14 @@ admin_family(mg_ctx_t *ctx, admin_out_t *o, const admin_family_t *f,
         s.label[0] = "cluster";
         s.value[0] = cl->name;
         s.nlabels = 1;
+        if (f->series == ADMIN_S_EDS) {
+            if (cl->eds_name != NULL) {
+                s.cl = cl;
+                snprintf(s.prefix, sizeof(s.prefix), "cluster.%s.", cl->name);
+                admin_series_value(o, f, &s, prom);
+            }
+            continue;
+        }
         if (f->series == ADMIN_S_CLUSTER) {
             s.met = cl->met;
             snprintf(s.prefix, sizeof(s.prefix), "cluster.%s.", cl->name);
@@ -1418,8 +1526,10 @@ admin_stats(mg_ctx_t *ctx, admin_out_t *o, int prom)
                          f->name, f->help, f->name,
                          f->value == ADMIN_V_HISTOGRAM ? "histogram"
                          : f->value == ADMIN_V_GAUGE
-                               || f->value == ADMIN_V_HEALTHY ? "gauge"
-                                                              : "counter");
+                               || f->value == ADMIN_V_HEALTHY
+                               || f->value == ADMIN_V_XDS_UP
+                               || f->value == ADMIN_V_EDS_ENDPOINTS
+                               ? "gauge" : "counter");
         }
         admin_family(ctx, o, f, prom);
     }
@@ -1450,14 +1560,25 @@ mg_admin_handle(mg_ctx_t *ctx, mg_str_t path, mg_str_t query,
                 mg_admin_reply_t *ar)
 {
     admin_out_t o = { NULL, 0, 0, 0 };
+    unsigned i;
 
     ar->status = 200;
     ar->ctype = "application/json";
+    for (i = 0; i < ctx->snap->nclusters; i++) {
+        if (ctx->snap->clusters[i].eds_name != NULL) {
+            mg_eds_refresh(ctx, &ctx->snap->clusters[i]);
+        }
+    }
     if (mg_str_eq(path, mg_str_lit("/ready"))) {
         ar->ctype = "text/plain";
         if (ctx->draining) {
             ar->status = 503;
             admin_puts(&o, "draining\n");
+        } else if (ctx->snap->xds != NULL && ctx->snap->xds->ready_wait
+                   && !mg_eds_all_ready(ctx->snap)) {
+            ar->status = 503;
+            admin_puts(&o, "waiting for the first endpoints from the xds "
+                           "server\n");
         } else {
             admin_puts(&o, "ready\n");
         }

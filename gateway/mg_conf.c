@@ -85,6 +85,7 @@ typedef struct conf_key_s {
 #define CK_BOOL(n, d)       { n, CONF_BOOL, 0, 0, 0, d, NULL }
 #define CK_GROUP(n)         { n, CONF_GROUP, 0, 0, 0, 0, NULL }
 #define CK_LIST_REQ(n)      { n, CONF_LIST, CONF_REQUIRED, 0, 0, 0, NULL }
+#define CK_LIST(n)          { n, CONF_LIST, 0, 0, 0, 0, NULL }
 #define CK_STRS_REQ(n)      { n, CONF_STRS, CONF_REQUIRED, 0, 0, 0, NULL }
 #define CK_STRS(n)          { n, CONF_STRS, 0, 0, 0, 0, NULL }
 
@@ -222,7 +223,8 @@ enum {
     CK_NAME, CK_LB, CK_CONNECT_TIMEOUT, CK_RESPONSE_TIMEOUT, CK_IDLE_TIMEOUT,
     CK_MAX_IDLE, CK_ENDPOINTS, CK_PROTOCOL, CK_TLS, CK_KEEPALIVE_INTERVAL,
     CK_KEEPALIVE_TIMEOUT, CK_OUT_OF_ZONE, CK_HEALTH_CHECK, CK_RETRY,
-    CK_OUTLIER, CK_BREAKERS, CK_DNS_REFRESH, CK_N
+    CK_OUTLIER, CK_BREAKERS, CK_DNS_REFRESH, CK_DISCOVERY, CK_EDS_NAME,
+    CK_MAX_ENDPOINTS, CK_N
 };
 
 static const conf_key_t conf_cluster_keys[CK_N] = {
@@ -232,7 +234,7 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_RESPONSE_TIMEOUT] = CK_SECS("response_timeout", 15),
     [CK_IDLE_TIMEOUT] = CK_SECS("idle_timeout", 60),
     [CK_MAX_IDLE] = CK_INT("max_idle", 0, 65535, 64),
-    [CK_ENDPOINTS] = CK_LIST_REQ("endpoints"),
+    [CK_ENDPOINTS] = CK_LIST("endpoints"),
     [CK_PROTOCOL] = CK_STR("protocol", "http/1.1"),
     [CK_TLS] = CK_GROUP("tls"),
     /* 0 turns the PINGs off. */
@@ -245,6 +247,9 @@ static const conf_key_t conf_cluster_keys[CK_N] = {
     [CK_OUTLIER] = CK_GROUP("outlier"),
     [CK_BREAKERS] = CK_GROUP("circuit_breakers"),
     [CK_DNS_REFRESH] = CK_SECS("dns_refresh", 30),
+    [CK_DISCOVERY] = CK_STR("discovery", "static"),
+    [CK_EDS_NAME] = CK_STR("eds_name", NULL),
+    [CK_MAX_ENDPOINTS] = CK_INT("max_endpoints", 1, MG_EDS_MAX_SLOTS, 256),
 };
 
 /* outlier = { ... } of a cluster. */
@@ -320,6 +325,22 @@ static const conf_key_t conf_region_keys[NK_N] = {
     [NK_TLS] = CK_GROUP("tls"),
     [NK_HEALTH_CHECK] = CK_GROUP("health_check"),
     [NK_DNS_REFRESH] = CK_SECS("dns_refresh", 30),
+};
+
+/* xds = { ... }: the discovery server of clusters with discovery = "eds". */
+enum {
+    XDK_ADDRESS, XDK_TLS, XDK_NODE_ID, XDK_NODE_CLUSTER, XDK_ADS, XDK_API,
+    XDK_READY_WAIT, XDK_N
+};
+
+static const conf_key_t conf_xds_keys[XDK_N] = {
+    [XDK_ADDRESS] = CK_STR("address", NULL),
+    [XDK_TLS] = CK_GROUP("tls"),
+    [XDK_NODE_ID] = CK_STR("node_id", NULL),
+    [XDK_NODE_CLUSTER] = CK_STR("node_cluster", "meshgate"),
+    [XDK_ADS] = CK_BOOL("ads", 0),
+    [XDK_API] = CK_STR("api", "v3"),
+    [XDK_READY_WAIT] = CK_BOOL("ready_wait", 0),
 };
 
 /* tracing = { ... }: trace context propagation and span export. */
@@ -406,6 +427,9 @@ typedef struct conf_ctx_s {
     const config_setting_t *gateway;
     const config_setting_t *admin;
     const config_setting_t *tracing;
+    const config_setting_t *xds;
+    unsigned eds_clusters;            /* with discovery = "eds" */
+    const config_setting_t *eds_s;    /* the last of them */
     conf_vec_t listener_s;            /* config_setting_t * of each */
     conf_vec_t cluster_s;
     conf_vec_t region_s;
@@ -1200,6 +1224,8 @@ conf_sections(conf_ctx_t *ctx)
                 once = &ctx->admin;
             } else if (strcmp(name, "tracing") == 0) {
                 once = &ctx->tracing;
+            } else if (strcmp(name, "xds") == 0) {
+                once = &ctx->xds;
             } else if (strcmp(name, "listeners") == 0) {
                 vec = &ctx->listener_s;
             } else if (strcmp(name, "clusters") == 0) {
@@ -1211,7 +1237,7 @@ conf_sections(conf_ctx_t *ctx)
             } else {
                 conf_error(ctx, m,
                            "unknown key \"%s\" at top level (sections are "
-                           "gateway, admin, tracing, regions, listeners, "
+                           "gateway, admin, tracing, xds, regions, listeners, "
                            "routes and clusters)",
                            name);
                 continue;
@@ -1371,6 +1397,144 @@ conf_parse_admin(conf_ctx_t *ctx)
  * default. */
 static const char **conf_strs(conf_ctx_t *ctx, const config_setting_t *s,
                                unsigned *n);
+
+static void *conf_client_tls(conf_ctx_t *ctx, const config_setting_t *g,
+                             unsigned protocol, const char **sni);
+
+/*
+ * The xds group: the discovery server of the clusters with discovery =
+ * "eds". MESHGATE_XDS_HOST and MESHGATE_XDS_PORT replace the host and the
+ * port of its address (or give the whole address without the group), so
+ * a container is pointed at its control plane without editing files.
+ * Runs after the clusters, which say whether a server is needed.
+ */
+static void
+conf_parse_xds(conf_ctx_t *ctx)
+{
+    const char *env_host = getenv("MESHGATE_XDS_HOST");
+    const char *env_port = getenv("MESHGATE_XDS_PORT");
+    const char *addr = NULL, *colon, *host_part, *api;
+    const config_setting_t *at = ctx->xds ? ctx->xds : ctx->eds_s;
+    mg_xds_conf_t *xc;
+    conf_val_t v[XDK_N];
+    char hostname[256], buf[512], *p;
+    size_t hlen;
+    uint16_t port;
+
+    if (env_host != NULL && env_host[0] == '\0') {
+        env_host = NULL;
+    }
+    if (env_port != NULL && env_port[0] == '\0') {
+        env_port = NULL;
+    }
+    if (ctx->xds == NULL && ctx->eds_clusters == 0) {
+        return;
+    }
+    if (ctx->xds != NULL) {
+        conf_group(ctx, ctx->xds, "xds", conf_xds_keys, XDK_N, v);
+        if (!config_setting_is_group(ctx->xds)) {
+            return;
+        }
+    } else {
+        conf_defaults(conf_xds_keys, XDK_N, v);
+    }
+    xc = conf_alloc(ctx->pool, sizeof(*xc));
+    xc->file = conf_file(ctx, at);
+    xc->line = conf_line(at);
+    addr = v[XDK_ADDRESS].str;
+
+    /* The environment's host and port over the file's. */
+    if (env_host != NULL || env_port != NULL) {
+        char fhost[256] = "";
+        const char *fport = "";
+
+        if (addr != NULL) {
+            colon = strrchr(addr, ':');
+            if (colon != NULL) {
+                hlen = mg_min((size_t)(colon - addr), sizeof(fhost) - 1);
+                memcpy(fhost, addr, hlen);
+                fhost[hlen] = '\0';
+                fport = colon + 1;
+            }
+        }
+        host_part = env_host ? env_host : fhost;
+        if (host_part[0] == '\0' || (env_port ? env_port : fport)[0] == '\0') {
+            conf_error(ctx, at, "the xds address needs a host and a port: "
+                       "set address, or both MESHGATE_XDS_HOST and "
+                       "MESHGATE_XDS_PORT");
+            return;
+        }
+        snprintf(buf, sizeof(buf), "%s%s%s:%s",
+                 strchr(host_part, ':') && host_part[0] != '[' ? "[" : "",
+                 host_part,
+                 strchr(host_part, ':') && host_part[0] != '[' ? "]" : "",
+                 env_port ? env_port : fport);
+        addr = conf_strdup(ctx->pool, buf);
+    }
+    if (addr == NULL) {
+        conf_error(ctx, at, ctx->xds != NULL
+                   ? "xds needs an address (or MESHGATE_XDS_HOST and "
+                     "MESHGATE_XDS_PORT)"
+                   : "discovery = \"eds\" needs an xds group with the "
+                     "server's address (or MESHGATE_XDS_HOST and "
+                     "MESHGATE_XDS_PORT)");
+        return;
+    }
+    xc->address = addr;
+    {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        const char *host = NULL;
+
+        if (conf_peer_addr(ctx, v[XDK_ADDRESS].s ? v[XDK_ADDRESS].s : at,
+                           "xds address", addr, &ss, &len, &host, &port)
+            != MG_OK) {
+            return;
+        }
+        if (host == NULL) {
+            /* A literal address: the client connects to its text form. */
+            colon = strrchr(addr, ':');
+            hlen = (size_t)(colon - addr);
+            p = conf_alloc(ctx->pool, hlen + 1);
+            memcpy(p, addr, hlen);
+            p[hlen] = '\0';
+            if (p[0] == '[') {
+                memmove(p, p + 1, hlen);
+                p[hlen - 2] = '\0';
+            }
+            host = p;
+            port = (uint16_t)atoi(colon + 1);
+        }
+        xc->host = host;
+        xc->port = port;
+    }
+    if (v[XDK_TLS].s != NULL) {
+        xc->tls = conf_client_tls(ctx, v[XDK_TLS].s, MG_PROTO_H2,
+                                  &xc->tls_sni);
+    }
+    if (v[XDK_NODE_ID].str != NULL) {
+        xc->node_id = v[XDK_NODE_ID].str;
+    } else {
+        if (gethostname(hostname, sizeof(hostname)) != 0) {
+            snprintf(hostname, sizeof(hostname), "meshgate");
+        }
+        hostname[sizeof(hostname) - 1] = '\0';
+        xc->node_id = conf_strdup(ctx->pool, hostname);
+    }
+    if (xc->node_id[0] == '\0') {
+        conf_error(ctx, v[XDK_NODE_ID].s, "key \"node_id\" must not be empty");
+    }
+    xc->node_cluster = v[XDK_NODE_CLUSTER].str;
+    xc->ads = v[XDK_ADS].i != 0;
+    xc->ready_wait = v[XDK_READY_WAIT].i != 0;
+    api = v[XDK_API].str;
+    if (strcmp(api, "v2") == 0) {
+        xc->v2 = 1;
+    } else if (strcmp(api, "v3") != 0) {
+        conf_error(ctx, v[XDK_API].s, "key \"api\" must be \"v3\" or \"v2\"");
+    }
+    ctx->snap->xds = xc;
+}
 
 static void
 conf_parse_tracing(conf_ctx_t *ctx)
@@ -2543,11 +2707,47 @@ conf_parse_clusters(conf_ctx_t *ctx)
                                       &cl->tls_sni);
         }
 
+        eps = v[CK_ENDPOINTS].s;
+        if (strcmp(v[CK_DISCOVERY].str, "eds") == 0) {
+            /* Endpoints come from the xds server, into slots at the
+             * local levels (conf_build_clusters). */
+            cl->eds_name = v[CK_EDS_NAME].str ? v[CK_EDS_NAME].str
+                                              : cl->name ? cl->name : "";
+            cl->max_endpoints = (unsigned)v[CK_MAX_ENDPOINTS].i;
+            cl->priorities = conf_alloc(ctx->pool,
+                                        MG_EDS_LEVELS * sizeof(mg_priority_t));
+            cl->npriorities = MG_EDS_LEVELS;
+            if (eps != NULL) {
+                conf_error(ctx, eps, "cluster \"%s\": discovery = \"eds\" "
+                           "takes its endpoints from the xds server: no "
+                           "endpoints list", cl->name ? cl->name : "");
+            }
+            if (cl->health_check != NULL) {
+                conf_error(ctx, v[CK_HEALTH_CHECK].s, "cluster \"%s\": "
+                           "health_check is not supported with discovery = "
+                           "\"eds\" (the server's health status is used)",
+                           cl->name ? cl->name : "");
+            }
+            if (cl->eds_name[0] == '\0' || strlen(cl->eds_name) > 180) {
+                conf_error(ctx, v[CK_EDS_NAME].s ? v[CK_EDS_NAME].s : s,
+                           "key \"eds_name\" must be 1 to 180 bytes");
+            }
+            ctx->eds_clusters++;
+            ctx->eds_s = s;
+            continue;
+        }
+        if (strcmp(v[CK_DISCOVERY].str, "static") != 0) {
+            conf_error(ctx, v[CK_DISCOVERY].s, "key \"discovery\" must be "
+                       "\"static\" or \"eds\"");
+        } else if (v[CK_EDS_NAME].s != NULL) {
+            conf_error(ctx, v[CK_EDS_NAME].s, "key \"eds_name\" needs "
+                       "discovery = \"eds\"");
+        }
         cl->priorities = conf_alloc(ctx->pool, sizeof(mg_priority_t));
         cl->npriorities = 1;
         pr = &cl->priorities[0];
-        eps = v[CK_ENDPOINTS].s;
         if (eps == NULL) {
+            conf_error(ctx, s, "missing key \"endpoints\" in cluster");
             continue;
         }
         pr->nendpoints = (unsigned)config_setting_length(eps);
@@ -2772,7 +2972,7 @@ conf_validate_regions(conf_ctx_t *ctx)
     conf_ooz_t *o;
     const config_setting_t *e;
     const char *name;
-    unsigned i, j, n;
+    unsigned i, j, n, local;
 
     for (i = 0; i < snap->nregions; i++) {
         r = &snap->regions[i];
@@ -2796,10 +2996,10 @@ conf_validate_regions(conf_ctx_t *ctx)
     for (i = 0; i < ctx->ooz.n; i++) {
         o = ctx->ooz.items[i];
         n = (unsigned)config_setting_length(o->s);
-        levels = conf_alloc(ctx->pool, (n + 1) * sizeof(*levels));
-        levels[0] = o->cl->priorities[0];
+        local = o->cl->npriorities;
+        levels = conf_alloc(ctx->pool, (n + local) * sizeof(*levels));
+        memcpy(levels, o->cl->priorities, local * sizeof(*levels));
         o->cl->priorities = levels;
-        o->cl->npriorities = 1;
         for (j = 0; j < n; j++) {
             e = config_setting_get_elem(o->s, j);
             name = config_setting_get_string(e);
@@ -2813,10 +3013,10 @@ conf_validate_regions(conf_ctx_t *ctx)
             levels[o->cl->npriorities].region = found;
             o->cl->npriorities++;
         }
-        for (j = 1; j < o->cl->npriorities; j++) {
+        for (j = local; j < o->cl->npriorities; j++) {
             unsigned k;
 
-            for (k = 1; k < j; k++) {
+            for (k = local; k < j; k++) {
                 if (levels[k].region == levels[j].region) {
                     conf_error(ctx, o->s, "cluster \"%s\": region \"%s\" is "
                                "listed twice in out_of_zone",
@@ -3032,6 +3232,9 @@ conf_build_clusters(conf_ctx_t *ctx)
                 ep->region = r;
             }
             pr->total_weight = 0;
+            if (cl->eds_name != NULL && p < MG_EDS_LEVELS) {
+                continue;   /* the slots below */
+            }
             for (j = 0; j < pr->nendpoints; j++) {
                 ep = &pr->endpoints[j];
                 ep->index = snap->nendpoints++;
@@ -3059,11 +3262,44 @@ conf_build_clusters(conf_ctx_t *ctx)
         cl = &snap->clusters[i];
         for (p = 0; p < cl->npriorities; p++) {
             pr = &cl->priorities[p];
+            if (cl->eds_name != NULL && p < MG_EDS_LEVELS) {
+                /* Filled by each worker from the assignment (mg_eds). */
+                pr->eps = conf_alloc(ctx->pool, (cl->max_endpoints + 1)
+                                                * sizeof(mg_endpoint_conf_t *));
+                continue;
+            }
             pr->eps = conf_alloc(ctx->pool, (pr->nendpoints + 1)
                                                 * sizeof(mg_endpoint_conf_t *));
             for (j = 0; j < pr->nendpoints; j++) {
                 pr->eps[j] = &pr->endpoints[j];
             }
+        }
+        if (cl->eds_name == NULL) {
+            continue;
+        }
+        /* Discovery slots: endpoints in every way but their address,
+         * which the assignment gives; none is in a level yet. */
+        cl->eds_slots = conf_alloc(ctx->pool, cl->max_endpoints
+                                              * sizeof(mg_endpoint_conf_t));
+        cl->eds_entry = (unsigned)-1;
+        for (j = 0; j < cl->max_endpoints; j++) {
+            ep = &cl->eds_slots[j];
+            ep->eds_text = conf_alloc(ctx->pool, MG_EDS_TEXT_LEN);
+            snprintf(ep->eds_text, MG_EDS_TEXT_LEN, "%s#%u", cl->eds_name,
+                     j);
+            ep->address = ep->eds_text;
+            ep->eds_zone = conf_alloc(ctx->pool, MG_EDS_TEXT_LEN);
+            ep->zone = ep->eds_zone;
+            ep->eds_gone = 1;
+            ep->weight = 1;
+            ep->index = snap->nendpoints++;
+            ep->cluster = cl;
+            ep->priority = 0;
+            ep->pos = cl->nendpoints++;
+            ep->dns_slot = MG_DNS_NO_SLOT;
+            ep->protocol = cl->protocol;
+            ep->tls = cl->tls;
+            ep->tls_sni = cl->tls_sni;
         }
     }
     /* Local endpoints have a pool each; every cluster reaches a region
@@ -3080,6 +3316,9 @@ conf_build_clusters(conf_ctx_t *ctx)
                 ep = pr->eps[j];
                 ep->pool = ep->region ? ep->region->pool : ep->index;
             }
+        }
+        for (j = 0; cl->eds_name != NULL && j < cl->max_endpoints; j++) {
+            cl->eds_slots[j].pool = cl->eds_slots[j].index;
         }
     }
 }
@@ -3135,6 +3374,7 @@ mg_conf_load(const char *path, mg_conf_errors_t *errs)
         conf_parse_tracing(&ctx);
         conf_parse_regions(&ctx);
         conf_parse_clusters(&ctx);
+        conf_parse_xds(&ctx);
         conf_parse_routes(&ctx);
         conf_parse_listeners(&ctx);
 

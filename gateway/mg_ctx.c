@@ -55,6 +55,8 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
                            sizeof(*ctx->retrying));
     ctx->overflows = calloc(snap->nclusters ? snap->nclusters : 1,
                             sizeof(*ctx->overflows));
+    ctx->eds_seq = calloc(snap->nclusters ? snap->nclusters : 1,
+                          sizeof(*ctx->eds_seq));
     ctx->conns = calloc(snap->nendpoints ? snap->nendpoints : 1,
                         sizeof(*ctx->conns));
     ctx->pending = calloc(snap->nendpoints ? snap->nendpoints : 1,
@@ -69,6 +71,7 @@ mg_ctx_init(mg_ctx_t *ctx, struct ev_loop *loop, const mg_snapshot_t *snap)
     ctx->resp = malloc(sizeof(*ctx->resp));
     if (ctx->pools == NULL || ctx->active == NULL || ctx->lb == NULL
         || ctx->retrying == NULL || ctx->overflows == NULL
+        || ctx->eds_seq == NULL
         || ctx->conns == NULL || ctx->pending == NULL
         || ctx->outlier == NULL
         || ctx->ejected_until == NULL
@@ -133,6 +136,7 @@ mg_ctx_destroy(mg_ctx_t *ctx)
     free(ctx->active);
     free(ctx->retrying);
     free(ctx->overflows);
+    free(ctx->eds_seq);
     free(ctx->conns);
     free(ctx->pending);
     free(ctx->outlier);

@@ -44,6 +44,8 @@ struct mg_ctx_s {
     uint64_t *overflows;          /* [snap->nclusters] circuit breakers that
                                    * turned a request away */
     mg_lb_state_t *lb;            /* [snap->nclusters] */
+    uint64_t *eds_seq;            /* [snap->nclusters] the discovery
+                                   * assignment applied (mg_eds) */
     mg_access_log_t *access_logs; /* [snap->nlisteners] */
     uint64_t request_seq;
     char request_id_seed[17];     /* random per worker, hex */

@@ -1202,23 +1202,30 @@ mg_h2up_stream_close(mg_uconn_t *u)
 void
 mg_h2up_drain(mg_ctx_t *ctx)
 {
-    mg_h2up_t *h;
     unsigned i;
 
     for (i = 0; i < ctx->snap->npools; i++) {
-        while ((h = ctx->pools[i].h2) != NULL) {
-            h2up_retire(h);
-            if (h->nstreams > 0) {
-                continue;   /* closes after its last stream */
-            }
-            if (h->ready && !h->dead) {
-                /* Freed once the GOAWAY is written. */
-                nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, 0,
-                                      NGHTTP2_NO_ERROR, NULL, 0);
-                h2up_flush(h);
-            } else if (!h->dead) {
-                h2up_free(h);
-            }
+        mg_h2up_retire_pool(ctx, i);
+    }
+}
+
+void
+mg_h2up_retire_pool(mg_ctx_t *ctx, unsigned pool)
+{
+    mg_h2up_t *h;
+
+    while ((h = ctx->pools[pool].h2) != NULL) {
+        h2up_retire(h);
+        if (h->nstreams > 0) {
+            continue;   /* closes after its last stream */
+        }
+        if (h->ready && !h->dead) {
+            /* Freed once the GOAWAY is written. */
+            nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, 0,
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            h2up_flush(h);
+        } else if (!h->dead) {
+            h2up_free(h);
         }
     }
 }

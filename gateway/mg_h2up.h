@@ -56,6 +56,9 @@ void mg_h2up_stream_close(mg_uconn_t *u);
 /* Drain: idle connections close now, busy ones after their last stream. */
 void mg_h2up_drain(mg_ctx_t *ctx);
 
+/* The same for the connections of one pool. */
+void mg_h2up_retire_pool(mg_ctx_t *ctx, unsigned pool);
+
 /* Frees every connection at once (the worker is exiting). */
 void mg_h2up_close_all(mg_ctx_t *ctx);
 

@@ -41,6 +41,9 @@ mg_lb_priority_loads(const unsigned *healthy, const unsigned *total,
 int
 mg_lb_available(const mg_endpoint_conf_t *ep, const mg_lb_view_t *v)
 {
+    if (ep->eds_down) {
+        return 0;
+    }
     if (v->ejected_until != NULL && v->ejected_until[ep->index] > v->now) {
         return 0;
     }

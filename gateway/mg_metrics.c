@@ -179,6 +179,9 @@ mg_metrics_slot_release(unsigned slot, const mg_snapshot_t *snap)
                                     + MG_MET_E_CX_ACTIVE);
             }
         }
+        for (j = 0; cl->eds_name != NULL && j < cl->max_endpoints; j++) {
+            met_zero(cells, cl->eds_slots[j].met + MG_MET_E_CX_ACTIVE);
+        }
     }
     met_shm->slot_busy[slot] = 0;
 }
@@ -391,6 +394,13 @@ mg_metrics_assign(mg_snapshot_t *snap, unsigned long generation,
                 }
                 ep->met_health = met_series(key, MG_MET_H_N, generation);
             }
+        }
+        /* Discovery slots count for whichever endpoint holds them. */
+        for (j = 0; cl->eds_name != NULL && j < cl->max_endpoints; j++) {
+            ep = &cl->eds_slots[j];
+            snprintf(key, sizeof(key), "e/%s/#%u", cl->name, j);
+            ep->met = met_series(key, MG_MET_E_N, generation);
+            ep->met_health = MET_SINK;
         }
     }
     if (met_full > 0) {

@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "mg_access_log.h"
+#include "mg_eds.h"
 #include "mg_metrics.h"
 #include "mg_admin.h"
 #include "mg_buf.h"
@@ -1756,6 +1757,9 @@ proxy_connect(mg_client_t *c)
     mg_lb_view_t view;
     const char *limit;
 
+    if (cl->eds_name != NULL) {
+        mg_eds_refresh(ctx, cl);
+    }
     while (c->attempts < max) {
         view.active = ctx->active;
         view.ejected_until = ctx->ejected_until;

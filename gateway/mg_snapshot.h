@@ -134,7 +134,17 @@ struct mg_endpoint_conf_s {
     unsigned met;                 /* first cell of its series (mg_metrics) */
     unsigned met_health;          /* ... of its health check's series */
     const mg_cluster_conf_t *cluster;
+    /* An endpoint slot of a discovery cluster: what the last assignment
+     * said, as each worker applied it to its own copy (mg_eds). */
+    char *eds_text;               /* |address|'s buffer, MG_EDS_TEXT_LEN */
+    char *eds_zone;               /* |zone|'s buffer, MG_EDS_TEXT_LEN */
+    unsigned eds_down:1;          /* its health status excludes it */
+    unsigned eds_gone:1;          /* not in the assignment */
 };
+
+#define MG_EDS_LEVELS   4         /* local priorities from discovery */
+#define MG_EDS_MAX_SLOTS 4096     /* max_endpoints of a cluster */
+#define MG_EDS_TEXT_LEN 64
 
 /* One priority level of a cluster. Level 0 holds the local endpoints; then
  * one level per region of out_of_zone, in order, holding its front proxy. */
@@ -174,6 +184,12 @@ struct mg_cluster_conf_s {
     mg_breakers_conf_t breakers;
     unsigned nendpoints;          /* across its levels */
     unsigned met;                 /* first cell of its series (mg_metrics) */
+    /* discovery = "eds": the first MG_EDS_LEVELS levels hold the slots the
+     * assignment uses, by priority; the regions' levels follow. */
+    const char *eds_name;         /* the resource asked for; NULL: static */
+    unsigned max_endpoints;       /* slots */
+    mg_endpoint_conf_t *eds_slots; /* [max_endpoints] */
+    unsigned eds_entry;           /* its entry in shared memory (mg_eds) */
     const char *file;             /* where it was defined */
     int line;
 };
@@ -282,6 +298,24 @@ typedef struct mg_tracing_conf_s {
     int line;
 } mg_tracing_conf_t;
 
+/* The xDS control plane that discovery clusters take endpoints from; one
+ * stream, held by the control process (mg_xds). */
+typedef struct mg_xds_conf_s {
+    const char *address;          /* "host:port", after the environment's
+                                   * MESHGATE_XDS_HOST / _PORT */
+    const char *host;
+    uint16_t port;
+    void *tls;                    /* SSL_CTX *, or NULL for cleartext */
+    const char *tls_sni;
+    const char *node_id;          /* default: the host name */
+    const char *node_cluster;     /* default "meshgate" */
+    unsigned ads:1;               /* one ADS stream, else EDS */
+    unsigned v2:1;                /* envoy.api.v2 (Rotor), else v3 */
+    unsigned ready_wait:1;        /* /ready waits for every first answer */
+    const char *file;
+    int line;
+} mg_xds_conf_t;
+
 typedef struct mg_gateway_conf_s {
     const char *region;           /* default "default" */
     const char *zone;             /* "" when not set */
@@ -311,6 +345,7 @@ struct mg_snapshot_s {
     unsigned npools;              /* upstream pools: endpoints + regions */
     unsigned met;                 /* first cell of the instance's series */
     const mg_tracing_conf_t *tracing; /* NULL: tracing is off */
+    const struct mg_xds_conf_s *xds; /* NULL: no discovery server */
 };
 
 /* Where a walk over a snapshot's endpoints stands; zero it to start. */

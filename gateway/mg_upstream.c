@@ -177,7 +177,7 @@ mg_upstream_release(mg_uconn_t *u)
     ev_io_stop(ctx->loop, &u->wev);
     ev_timer_stop(ctx->loop, &u->timer);
     u->owner = NULL;
-    if (ctx->draining || pool->nidle >= cl->max_idle
+    if (ctx->draining || pool->nidle >= cl->max_idle || u->ep->eds_gone
         || (u->in != NULL && mg_buf_pending(u->in) != 0)) {
         mg_upstream_close(u);
         return;
@@ -206,11 +206,17 @@ mg_upstream_close_idle(mg_ctx_t *ctx)
     unsigned i;
 
     for (i = 0; i < ctx->snap->npools; i++) {
-        while (ctx->pools[i].idle != NULL) {
-            mg_upstream_close(ctx->pools[i].idle);
-        }
+        mg_upstream_retire_pool(ctx, i);
     }
-    mg_h2up_drain(ctx);
+}
+
+void
+mg_upstream_retire_pool(mg_ctx_t *ctx, unsigned pool)
+{
+    while (ctx->pools[pool].idle != NULL) {
+        mg_upstream_close(ctx->pools[pool].idle);
+    }
+    mg_h2up_retire_pool(ctx, pool);
 }
 
 /*

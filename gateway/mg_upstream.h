@@ -94,6 +94,10 @@ void mg_upstream_close(mg_uconn_t *u);
  * their last stream is done. */
 void mg_upstream_close_idle(mg_ctx_t *ctx);
 
+/* Closes the idle connections of pool |pool| and retires its HTTP/2 ones
+ * (they close after their last stream): its endpoint left or moved. */
+void mg_upstream_retire_pool(mg_ctx_t *ctx, unsigned pool);
+
 /* Starts TLS on |io| towards |ep| (SNI, name check). */
 int mg_upstream_tls_start(mg_io_t *io, const mg_endpoint_conf_t *ep);
 

@@ -19,6 +19,7 @@
 
 #include "mg_conf.h"
 #include "mg_control.h"
+#include "mg_eds.h"
 #include "mg_metrics.h"
 #include "mg_notify.h"
 #include "mg_dns.h"
@@ -542,6 +543,7 @@ master_start_gen(mg_snapshot_t *snap)
         }
         (void)mg_shm_assign(snap, g->id, oldest);
         (void)mg_dns_assign(snap, g->id, oldest);
+        (void)mg_eds_assign(snap, g->id, oldest);
         (void)mg_metrics_assign(snap, g->id, oldest);
     }
     master_prepare_access_logs(g);
@@ -553,7 +555,7 @@ master_start_gen(mg_snapshot_t *snap)
      * this one starts checking and resolving at once, so no interval is
      * missed. */
     if (mg_health_count(snap) > 0 || mg_dns_count(snap) > 0
-        || snap->tracing != NULL) {
+        || snap->tracing != NULL || snap->xds != NULL) {
         master_spawn(g, snap->gateway.workers);
     }
     if (old != NULL) {
@@ -794,6 +796,11 @@ mg_master_run(const mg_master_opts_t *opts, mg_snapshot_t *snap)
     if (mg_dns_table_create() != MG_OK) {
         mg_log_error(MG_LOG_EMERG, &mg_log, errno,
                      "cannot map the shared DNS table");
+        return 1;
+    }
+    if (mg_eds_create() != MG_OK) {
+        mg_log_error(MG_LOG_EMERG, &mg_log, errno,
+                     "cannot map the shared discovery table");
         return 1;
     }
     if (mg_metrics_create() != MG_OK) {

@@ -16,6 +16,7 @@
 #include "mg_metrics.h"
 #include "mg_snapshot.h"
 #include "mg_trace.h"
+#include "mg_xds.h"
 #include "mg_worker.h"
 
 typedef struct control_s {
@@ -24,6 +25,7 @@ typedef struct control_s {
     mg_health_t *health;
     mg_dns_t *dns;
     mg_trace_export_t *trace;     /* NULL without tracing */
+    mg_xds_t *xds;                /* NULL without discovery */
     ev_io chan_io;
 } control_t;
 
@@ -44,6 +46,8 @@ control_exit(int code)
         mg_control.dns = NULL;
     }
     mg_trace_export_stop(mg_control.trace);
+    mg_xds_stop(mg_control.xds);
+    mg_control.xds = NULL;
     mg_control.trace = NULL;
     if (mg_control.loop != NULL) {
         ev_io_stop(mg_control.loop, &mg_control.chan_io);
@@ -155,6 +159,14 @@ mg_control_run(const mg_worker_start_t *ws)
         }
         mg_log_error(MG_LOG_INFO, &mg_log, 0, "span export to %s started",
                      ws->snap->tracing->zipkin);
+    }
+    if (ws->snap->xds != NULL) {
+        mg_control.xds = mg_xds_start(loop, ws->snap);
+        if (mg_control.xds == NULL) {
+            mg_log_error(MG_LOG_EMERG, &mg_log, ENOMEM,
+                         "cannot start the xds client");
+            control_exit(2);
+        }
     }
     ev_io_init(&mg_control.chan_io, control_on_chan, ws->chan, EV_READ);
     ev_io_start(loop, &mg_control.chan_io);

@@ -85,6 +85,10 @@ our %FAMILIES = (
     meshgate_tracing_spans_sampled_total => [ 'counter' ],
     meshgate_tracing_spans_sent_total => [ 'counter' ],
     meshgate_tracing_spans_dropped_total => [ 'counter' ],
+    meshgate_xds_connected => [ 'gauge' ],
+    meshgate_xds_updates_total => [ counter => 'cluster' ],
+    meshgate_xds_rejections_total => [ counter => 'cluster' ],
+    meshgate_xds_endpoints => [ gauge => 'cluster' ],
 );
 
 ###########################################################################
