@@ -65,6 +65,13 @@ struct mg_access_log_s {
     size_t len;                   /* bytes pending in buf */
     ev_timer flush_timer;
     struct ev_loop *loop;
+    /* Kept between lines: formatting the time and the pid showed up in
+     * profiles of every request. */
+    char pid[24];
+    size_t pid_len;
+    time_t time_sec;              /* the second of |time_prefix|, or -1 */
+    char time_prefix[24];         /* "2025-01-31T12:00:00" */
+    char time_zone[8];            /* "+0100" */
     char buf[MG_ACCESS_LOG_BUF];
 };
 

@@ -96,6 +96,11 @@ ok(exists $j->{referer} && !defined $j->{referer},
     'a missing referer is null');
 is($j->{protocol}, 'HTTP/1.1', 'json protocol');
 like($j->{pid} // '', qr/^\d+$/, 'json pid');
+ok((grep { $_ == ($j->{pid} // -1) } $t->worker_pids),
+    'the pid is the worker\'s that served it');
+like($j->{time} // '', qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}$/,
+    'json time: ISO 8601 with milliseconds and the UTC offset');
+like($jl // '', qr/"duration":\d+\.\d{3},/, 'the duration has three decimals');
 
 # A control byte in the target: the parser may refuse it before logging,
 # but when it is logged it is escaped.
