@@ -303,8 +303,15 @@ admin_ep_region(const mg_endpoint_conf_t *ep)
 static const char *
 admin_ep_health(const mg_endpoint_conf_t *ep)
 {
+    static const char *const eds[] = {
+        "unknown", "healthy", "unhealthy", "draining", "timeout", "degraded",
+        "unknown", "unknown"
+    };
     uint32_t h;
 
+    if (ep->eds_text != NULL) {
+        return eds[ep->eds_health];   /* as the xds server says */
+    }
     if (ep->health_check == NULL || ep->health_slot >= MG_SHM_SLOTS) {
         return "unchecked";
     }

@@ -453,6 +453,7 @@ mg_eds_refresh(mg_ctx_t *ctx, const mg_cluster_conf_t *ccl)
             }
             ep->addr = s->addr;
             ep->addrlen = s->addrlen;
+            ep->eds_gen++;
             memcpy(ep->eds_text, s->text, MG_EDS_TEXT_LEN);
             ep->eds_text[MG_EDS_TEXT_LEN - 1] = '\0';
             ep->eds_gone = 0;
@@ -460,6 +461,7 @@ mg_eds_refresh(mg_ctx_t *ctx, const mg_cluster_conf_t *ccl)
         ep->weight = s->weight ? s->weight : 1;
         ep->priority = s->priority;
         snprintf(ep->eds_zone, MG_EDS_TEXT_LEN, "%s", s->zone);
+        ep->eds_health = s->health & 7;
         ep->eds_down = s->health == MG_EDS_HEALTH_UNHEALTHY
                        || s->health == MG_EDS_HEALTH_DRAINING
                        || s->health == MG_EDS_HEALTH_TIMEOUT;

@@ -140,6 +140,8 @@ struct mg_endpoint_conf_s {
     char *eds_zone;               /* |zone|'s buffer, MG_EDS_TEXT_LEN */
     unsigned eds_down:1;          /* its health status excludes it */
     unsigned eds_gone:1;          /* not in the assignment */
+    unsigned eds_health:3;        /* MG_EDS_HEALTH_* as the server said */
+    unsigned eds_gen;             /* bumped when the slot's address changes */
 };
 
 #define MG_EDS_LEVELS   4         /* local priorities from discovery */

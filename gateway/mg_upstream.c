@@ -149,6 +149,7 @@ mg_upstream_connect(mg_ctx_t *ctx, const mg_endpoint_conf_t *ep, int *err)
     u->io.ssl = NULL;
     u->ctx = ctx;
     u->ep = ep;
+    u->eds_gen = ep->eds_gen;
     u->connecting = in_progress;
     ctx->conns[ep->index]++;   /* circuit breakers count connections */
     if (!in_progress) {
@@ -178,6 +179,7 @@ mg_upstream_release(mg_uconn_t *u)
     ev_timer_stop(ctx->loop, &u->timer);
     u->owner = NULL;
     if (ctx->draining || pool->nidle >= cl->max_idle || u->ep->eds_gone
+        || u->eds_gen != u->ep->eds_gen
         || (u->in != NULL && mg_buf_pending(u->in) != 0)) {
         mg_upstream_close(u);
         return;

@@ -26,6 +26,9 @@ struct mg_uconn_s {
     ev_timer timer;
     mg_ctx_t *ctx;
     const mg_endpoint_conf_t *ep;
+    unsigned eds_gen;             /* ep->eds_gen when it connected: a
+                                   * discovery slot may mean another
+                                   * address by the time it is released */
     mg_buf_t *in;                 /* response bytes */
     mg_dns_peer_t peer;           /* the address it went to (for an HTTP/2
                                    * stream, its connection's) */

@@ -10,20 +10,23 @@
 #     or its out_of_zone region serves); the first answer is used by every
 #     worker, shown by /clusters, /config_dump and the metrics, and ACKed
 #     with its version and nonce;
-#   - endpoints added, removed, moved to another priority and re-weighted
-#     while 4 keep-alive clients send requests: no request fails, and after
-#     each push every worker routes by the new set;
-#   - a request in flight to an endpoint that is removed completes;
-#   - invalid updates are NACKed (error_detail, the last good version) and
-#     the last good endpoints keep serving;
-#   - endpoints of another region and UNHEALTHY / DRAINING ones are not
-#     picked;
+#   - endpoints added, removed, moved to another priority and re-weighted,
+#     and a reload, while 4 keep-alive clients send requests: no request
+#     fails, and after each push every worker routes by the new set;
+#   - a request in flight to an endpoint that is removed completes; with
+#     max_endpoints = 1 the new endpoint that takes its slot then gets its
+#     own traffic, and more endpoints than max_endpoints are NACKed;
+#   - invalid updates (9 kinds) are NACKed (error_detail, the last good
+#     version) and the last good endpoints keep serving;
+#   - endpoints of another region and UNHEALTHY / DRAINING / TIMEOUT ones
+#     are not picked; EDS localities come before out_of_zone regions;
 #   - the control plane dies: meshgate keeps its endpoints, retries with
 #     backoff, resubscribes with the last accepted version to the restarted
 #     one and applies its new state;
 #   - ADS with two clusters on one stream, ready_wait, the default node id
 #     and cluster, MESHGATE_XDS_HOST / MESHGATE_XDS_PORT;
-#   - API v2 (EDS and ADS), and EDS over TLS.
+#   - API v2 (EDS and ADS), and EDS over mutual TLS; no stream when the
+#     server's name or the client certificate does not verify.
 #
 # Needs node and t/xds/node_modules (tools/install-deps --test); skips
 # without them unless CI is set.
@@ -61,7 +64,8 @@ my $t = Test::Meshgate->new;
 my $dir = $t->testdir;
 my $T0 = time;
 
-my %B = map { ("b$_" => 8080 + $_) } 1 .. 5;    # backend name => port number
+# backend name => port number
+my %B = ((map { ("b$_" => 8080 + $_) } 1 .. 5), b6 => 8088);
 my %bpid = map { $_ => $t->run_backend(port => $B{$_}, name => $_,
     verbose => $_ eq 'b1') } sort keys %B;
 $t->run_backend(port => 8086, name => 'far');
@@ -80,7 +84,7 @@ my $V2_TYPE = 'type.googleapis.com/envoy.api.v2.ClusterLoadAssignment';
 # The control plane
 
 # start_cp(grpc => N, control => N, prefix => 'v', state => {...},
-# tls => [cert, key]): starts control-plane.js on port(grpc) with its
+# tls => [cert, key, client CA]): starts control-plane.js on port(grpc) with its
 # control API on port(control); returns its PID.
 sub start_cp {
     my (%o) = @_;
@@ -96,6 +100,7 @@ sub start_cp {
     }
     push @args, '--tls-cert', "$dir/$o{tls}[0]", '--tls-key',
         "$dir/$o{tls}[1]" if $o{tls};
+    push @args, '--tls-client-ca', "$dir/$o{tls}[2]" if $o{tls} && $o{tls}[2];
     my $pid = $t->run_daemon($node, "$xds_dir/control-plane.js", @args);
     my $up = waitfor(sub {
         return 1 if $t->daemon_log($pid) =~ /^listening \d+ \d+$/m;
@@ -220,40 +225,46 @@ sub wait_backend {
 
 # One keep-alive client connection per worker slot: { slot => Client },
 # found by opening connections 8 at a time and asking /proc which worker
-# holds each (the rest are closed).
-my %wc;
+# holds each (the rest are closed). worker_clients('NAME') keeps another
+# such set.
+my %wcs;
 sub worker_clients {
-    my $want = scalar(() = $t->worker_pids);
-    for (grep { !$wc{$_}->is_open } keys %wc) { delete $wc{$_} }
+    my ($set) = @_;
+    my $wc = $wcs{$set // ''} //= {};
+    my $want = 2;    # every configuration here has workers = 2
+    for (grep { !$wc->{$_}->is_open } keys %$wc) { delete $wc->{$_} }
     for my $burst (1 .. 12) {
-        last if keys %wc >= $want;
+        last if keys %$wc >= $want;
         my @cs = grep { $_ } map {
             Test::Meshgate::Client->new(port => port(8000)) } 1 .. 8;
         $_->send("GET / HTTP/1.1\r\nHost: probe\r\n\r\n") for @cs;
         $_->read_response for @cs;
         my $ws = $t->worker_sockets(lport => port(8000));
         for my $slot (sort keys %$ws) {
-            next if $wc{$slot};
+            next if $wc->{$slot};
             for my $c (@cs) {
                 next unless grep { $_->{rport} == $c->socket->sockport }
                     @{$ws->{$slot}};
-                $wc{$slot} = $c;
+                $wc->{$slot} = $c;
                 last;
             }
         }
-        my %kept = map { $_ => 1 } values %wc;
+        my %kept = map { $_ => 1 } values %$wc;
         $_->close for grep { !$kept{$_} } @cs;
     }
-    return \%wc;
+    return $wc;
 }
 
-sub close_worker_clients { $_->close for values %wc; %wc = () }
+sub close_worker_clients {
+    for my $wc (values %wcs) { $_->close for values %$wc }
+    %wcs = ();
+}
 
 # Sends |n| requests for |host| through each worker; { slot => {backend =>
 # count} }.
 sub per_worker {
-    my ($host, $n) = @_;
-    my $wc = worker_clients();
+    my ($host, $n, $set) = @_;
+    my $wc = worker_clients($set);
     my %by;
     for my $slot (sort keys %$wc) {
         for my $i (1 .. $n) {
@@ -261,6 +272,7 @@ sub per_worker {
             $by{$slot}{$r ? $r->{status} == 200
                 ? $r->{headers}{'x-backend'} : "status $r->{status}"
                 : 'error ' . $wc->{$slot}->error}++;
+            last unless $r && $wc->{$slot}->is_open;
         }
     }
     return \%by;
@@ -270,7 +282,7 @@ sub per_worker {
 sub admin_pages {
     my ($path) = @_;
     my %by;
-    my $want = scalar(() = $t->worker_pids);
+    my $want = 2;
     for my $burst (1 .. 12) {
         my @s = grep { $_ } map {
             http("GET $path HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
@@ -433,12 +445,14 @@ routes = { mesh = (
   { domains = [ "users" ]; prefix = "/"; cluster = "users"; },
   { domains = [ "spill" ]; prefix = "/"; cluster = "spill"; },
   { domains = [ "nothing" ]; prefix = "/"; cluster = "nothing"; },
+  { domains = [ "tight" ]; prefix = "/"; cluster = "tight"; },
   { domains = [ "probe" ]; prefix = "/"; direct_response = { status = 204; }; } ); };
 clusters = (
   { name = "users"; discovery = "eds"; eds_name = "users-v1";
     lb = "weighted_round_robin"; },
   { name = "spill"; discovery = "eds"; out_of_zone = [ "far" ]; },
-  { name = "nothing"; discovery = "eds"; } );
+  { name = "nothing"; discovery = "eds"; },
+  { name = "tight"; discovery = "eds"; max_endpoints = 1; } );
 EOF
 $t->write_conf($conf);
 $t->run;
@@ -457,7 +471,7 @@ ok($sub, 'meshgate opens a stream and subscribes')
     is($n->{user_agent_name}, 'meshgate', 'Node.user_agent_name is meshgate');
     my %names = map { $_ => 1 } map { @{$_->{resource_names}} }
         requests_of($s, 'edge-1');
-    is(join(' ', sort keys %names), 'nothing spill users-v1',
+    is(join(' ', sort keys %names), 'nothing spill tight users-v1',
         'the resource names are the eds_name (users-v1) or the cluster name')
         or diag(explain [ requests_of($s, 'edge-1') ]);
     my @types = map { $_->{type_url} } requests_of($s, 'edge-1');
@@ -471,6 +485,15 @@ is(get('spill')->[1], 'far',
     'before the first answer: the out_of_zone region serves');
 is(admin_get('/ready')->{status}, 200,
     'without ready_wait, /ready is 200 before the first answer');
+{
+    my $page = decode_json(admin_get('/clusters?format=json')->{body} || '{}');
+    my $c = cluster_of($page, 'users') // {};
+    ok($c->{eds} && !$c->{eds}{received} && $c->{eds}{version} eq ''
+        && !@{$c->{endpoints} || []},
+        '/clusters: users has had no answer and has no endpoints')
+        or diag(explain $c);
+    is($c->{eds} && $c->{eds}{eds_name}, 'users-v1', '/clusters: its eds_name');
+}
 
 my $v = set('users-v1' => [ [ 'b1' ], [ 'b2', zone => 'z2' ] ]);
 my $ack = wait_ack('edge-1', $v);
@@ -501,19 +524,28 @@ ok(wait_backend('users', 'b2') && wait_backend('users', 'b1'),
         my $c = cluster_of($pages->{$slot}, 'users');
         is(ep_addrs($c), $want, "/clusters of worker $slot lists the endpoints")
             or diag(explain $c);
-        is(dig($c, qr/version/), $v, "/clusters of worker $slot shows "
-            . "version $v") or diag(explain $c);
-        ok(defined dig($c, qr/update|updated/),
+        my $st = $c->{eds} // {};
+        is($st->{version}, $v, "/clusters of worker $slot shows version $v")
+            or diag(explain $c);
+        ok($st->{received}, "/clusters of worker $slot: an answer arrived");
+        cmp_ok(abs(($st->{last_update} // 0) - time), '<', 60,
             "/clusters of worker $slot shows the last update time");
+        ok(exists $st->{nack} && !defined $st->{nack},
+            "/clusters of worker $slot: no NACK yet");
+        is($st->{endpoints}, 2, "/clusters of worker $slot: 2 endpoints");
         my ($e) = grep { $_->{address} eq addr('b2') } @{$c->{endpoints} || []};
         is($e && $e->{zone}, 'z2', "worker $slot: b2's locality zone is z2");
         is($e && $e->{weight}, 1, "worker $slot: b2's weight is 1");
         is($e && $e->{level}, 0, "worker $slot: b2's priority is 0");
     }
     my $dump = decode_json(admin_get('/config_dump')->{body} || '{}');
-    ok(ref $dump->{xds} eq 'HASH', '/config_dump has an xds section');
-    like(encode_json($dump->{xds} // {}), qr/edge-1/,
-        '/config_dump\'s xds section names the node');
+    my $x = $dump->{xds} // {};
+    is(join(' ', map { $_ // 'null' } @$x{qw(address api node_id node_cluster)}),
+        '127.0.0.1:' . port(8090) . ' v3 edge-1 edge',
+        '/config_dump has the xds section');
+    my ($dc) = grep { $_->{name} eq 'users' } @{$dump->{clusters} || []};
+    is($dc && $dc->{eds} && $dc->{eds}{version}, $v,
+        '/config_dump shows the cluster\'s discovery state');
 }
 is(metric('meshgate_xds_connected'), 1, 'meshgate_xds_connected is 1');
 cmp_ok(metric('meshgate_xds_updates_total', cluster => 'users'), '>=', 1,
@@ -536,13 +568,31 @@ my @phases = (
       { b3 => 1 } ],
     [ 'b2 back at priority 0, b3 weight 9',
       [ [ 'b2' ], [ 'b3', weight => 9 ] ], { b2 => 1, b3 => 9 } ],
+    [ 'a reload (SIGHUP)', 'reload', { b2 => 1, b3 => 9 } ],
 );
 my @windows;    # [ from, to, phase ]
+my $pv;
 for my $p (@phases) {
     my ($what, $set, $share) = @$p;
-    my $pv = set('users-v1' => $set);
-    my $a = wait_ack('edge-1', $pv);
-    ok($a, "under load, $what: $pv is ACKed");
+    if (ref $set) {
+        $pv = set('users-v1' => $set);
+        my $a = wait_ack('edge-1', $pv);
+        ok($a, "under load, $what: $pv is ACKed");
+    } else {
+        my $last = 0;
+        $last < $_->{id} and $last = $_->{id} for @{cp_state()->{streams}};
+        close_worker_clients();
+        is($t->reload, 1, "under load, $what: a new generation starts");
+        my $re = wait_req('edge-1', kind => 'subscribe',
+            stream => sub { $_[0]{stream} > $last });
+        is($re && $re->{version_info}, $pv, "under load, $what: the new "
+            . 'control process subscribes with the last accepted version');
+        my ($page) = values %{admin_pages('/clusters?format=json')};
+        is($page->{generation}, 2, "under load, $what: /clusters of the new "
+            . 'generation');
+        is(cluster_of($page, 'users')->{eds}{version}, $pv,
+            "under load, $what: it shows the endpoints of $pv");
+    }
     sleep 0.3;
     my $from = time;
     my $by = per_worker('users', 8);
@@ -602,6 +652,56 @@ for my $w (@windows) {
 }
 
 ###########################################################################
+# max_endpoints = 1: its one slot is taken again by a new endpoint while
+# requests are still in flight on the last one. They complete, and their
+# upstream connections do not carry requests meant for the new endpoint.
+
+{
+    my $tv = set(tight => [ [ 'b1' ] ]);
+    ok(wait_ack('edge-1', $tv) && wait_backend('tight', 'b1'),
+        'slot taken again: b1 serves');
+    my $wc = worker_clients('slow');
+    my $off = length $t->daemon_log($bpid{b1});
+    $_->send("GET /delay/1000 HTTP/1.1\r\nHost: tight\r\n\r\n")
+        for values %$wc;
+    ok(waitfor(sub { my @m = substr($t->daemon_log($bpid{b1}), $off)
+        =~ m{GET /delay/1000}g; @m >= keys %$wc }, 3),
+        'slot taken again: b1 has a slow request from each worker');
+    $tv = set(tight => [ [ 'b2' ] ]);
+    ok(wait_ack('edge-1', $tv), 'slot taken again: b2 replaces b1');
+    # Each worker serves b2 while its request on b1 is still in flight.
+    my $by = per_worker('tight', 2);
+    for my $slot (sort keys %$by) {
+        is(show($by->{$slot}), 'b2=2', "slot taken again: worker $slot "
+            . 'sends to b2 while b1 still has a request of it');
+    }
+    for my $slot (sort keys %$wc) {
+        my $r = $wc->{$slot}->read_response(timeout => 5);
+        is($r && "$r->{status} $r->{headers}{'x-backend'}", '200 b1',
+            "slot taken again: the request of worker $slot in flight on "
+            . 'b1 completes');
+    }
+    $by = per_worker('tight', 4);
+    for my $slot (sort keys %$by) {
+        is(show($by->{$slot}), 'b2=4',
+            "slot taken again: worker $slot then sends to b2 only");
+    }
+    my $c = spread('tight', 8);
+    ok(only($c, 'b2'), 'slot taken again: so do new client connections')
+        or diag(show($c));
+
+    # More endpoints of this region than max_endpoints: refused.
+    my $over = set(tight => [ [ 'b2' ], [ 'b3' ] ]);
+    my $nack = wait_req('edge-1', kind => 'nack', nacked_version => $over);
+    like($nack ? $nack->{error_detail}{message} // '' : '',
+        qr/max_endpoints/, 'max_endpoints = 1: 2 endpoints are NACKed');
+    # Those of other regions do not count.
+    my $fits = set(tight => [ [ 'b2' ], [ 'b3', region => 'r2' ] ]);
+    ok(wait_ack('edge-1', $fits),
+        'max_endpoints = 1: an endpoint of another region does not count');
+}
+
+###########################################################################
 # Invalid updates are NACKed; the last good endpoints keep serving
 
 my $good = set('users-v1' => [ [ 'b2' ], [ 'b3' ] ]);
@@ -644,10 +744,13 @@ for my $kind (@kinds) {
     my $pages = admin_pages('/clusters?format=json');
     my ($page) = values %$pages;
     my $c = cluster_of($page, 'users');
-    like(dig($c, qr/error|nack|reject/i) // '', qr/\S/,
-        '/clusters shows the last NACK error') or diag(explain $c);
-    is(dig($c, qr/version/), $good,
+    like($c->{eds}{nack} // '', qr/more than one|duplicate|twice/i,
+        '/clusters shows the last NACK error (that of "duplicate")')
+        or diag(explain $c);
+    is($c->{eds}{version}, $good,
         '/clusters still shows the last good version');
+    is(ep_addrs($c), join(' ', sort map { addr($_) } qw(b2 b3)),
+        '/clusters still lists the last good endpoints');
 }
 
 ###########################################################################
@@ -655,13 +758,40 @@ for my $kind (@kinds) {
 
 $good = set('users-v1' => [ [ 'b1' ], [ 'b2', region => '', zone => '' ],
     [ 'b3', health => 'UNHEALTHY' ], [ 'b4', health => 'DRAINING' ],
-    [ 'b5', region => 'r2', zone => 'r2a' ] ]);
+    [ 'b6', health => 'TIMEOUT' ], [ 'b5', region => 'r2', zone => 'r2a' ] ]);
 ok(wait_ack('edge-1', $good), "regions and health: $good is ACKed");
 sleep 0.3;
 {
     my $c = spread('users', 20);
     ok(only($c, qw(b1 b2)), 'only the healthy endpoints of region r1 '
         . '(or of no region) are picked') or diag(show($c));
+    my ($page) = values %{admin_pages('/clusters?format=json')};
+    my $cl = cluster_of($page, 'users');
+    my %h = map { $_->{address} => $_->{health} } @{$cl->{endpoints} || []};
+    ok(!exists $h{addr('b5')}, '/clusters leaves out the endpoint of '
+        . 'region r2') or diag(explain $cl);
+    like($h{addr('b3')} // '', qr/unhealthy/,
+        '/clusters shows the UNHEALTHY endpoint as unhealthy')
+        or diag(explain $cl);
+    like($h{addr('b4')} // '', qr/draining|unhealthy/,
+        '/clusters shows the DRAINING endpoint as draining')
+        or diag(explain $cl);
+    is($cl->{eds}{endpoints}, 5, 'the eds state counts the 5 endpoints of '
+        . 'region r1 (or of none)');
+}
+
+# EDS localities come before the out_of_zone regions.
+{
+    my $sv = set(spill => [ [ 'b1' ] ]);
+    ok(wait_ack('edge-1', $sv) && wait_backend('spill', 'b1'),
+        'spill: its EDS endpoint serves before the out_of_zone region');
+    my $c = spread('spill', 6);
+    ok(only($c, 'b1'), 'spill: only it') or diag(show($c));
+    $sv = set(spill => [ [ 'b1', health => 'UNHEALTHY' ] ]);
+    ok(wait_ack('edge-1', $sv) && wait_backend('spill', 'far'),
+        'spill: with it UNHEALTHY, the out_of_zone region serves');
+    $c = spread('spill', 6);
+    ok(only($c, 'far'), 'spill: only the region') or diag(show($c));
 }
 
 ###########################################################################
@@ -673,6 +803,10 @@ sleep 0.3;
         'the control plane saw no protocol violation so far')
         or diag(explain $s->{problems});
 }
+# The last version meshgate accepted (EDS has one version for all its
+# resources on a stream): that of its last ACK.
+my ($last_acked) = map { $_->{version_info} }
+    reverse requests_of(cp_state(), 'edge-1', kind => 'ack');
 kill 'KILL', $cp_pid;
 waitpid($cp_pid, 0);
 {
@@ -707,8 +841,8 @@ my $resub = wait_req('edge-1', kind => 'subscribe', timeout => 20);
 ok($resub, 'meshgate reconnects to the restarted control plane');
 note(sprintf 'resubscribed %.2f s after the restart',
     ($resub ? $resub->{time} / 1000 : time) - $t_restart);
-is($resub && $resub->{version_info}, $good,
-    'it resubscribes with the last accepted version');
+is($resub && $resub->{version_info}, $last_acked,
+    "it resubscribes with the last accepted version ($last_acked)");
 ok($resub && $resub->{node} && $resub->{node}{id} eq 'edge-1',
     'with its Node in the first request');
 ok(wait_ack('edge-1', 'r1'), 'it ACKs the new state');
@@ -804,16 +938,18 @@ is($t->stop, 0, 'meshgate stops');
 
 $t->make_ca('ca');
 $t->make_cert('xds', cn => 'xds.test', san => 'DNS:xds.test');
+$t->make_cert('edge', cn => 'edge-tls');
+# Mutual TLS: the control plane asks for a client certificate of the CA.
 my $tls_cp = start_cp(grpc => 8092, control => 8093, prefix => 't',
-    tls => [ 'xds.crt', 'xds.key' ]);
+    tls => [ 'xds.crt', 'xds.key', 'ca.crt' ]);
 
 for my $case (
     [ 'v2 EDS', 'edge-v2', 'api = "v2";', $V2_EDS, $V2_TYPE, 8090, 8091 ],
     [ 'v2 ADS', 'edge-v2ads', 'api = "v2"; ads = true;', $V2_ADS, $V2_TYPE,
       8090, 8091 ],
-    [ 'v3 EDS over TLS', 'edge-tls',
-      'tls = { ca = "ca.crt"; sni = "xds.test"; };', $V3_EDS, $V3_TYPE,
-      8092, 8093 ],
+    [ 'v3 EDS over mutual TLS', 'edge-tls',
+      'tls = { ca = "ca.crt"; sni = "xds.test"; cert = "edge.crt"; '
+      . 'key = "edge.key"; };', $V3_EDS, $V3_TYPE, 8092, 8093 ],
 ) {
     my ($what, $id, $extra, $svc, $type, $gp, $cpp) = @$case;
     $t->write_conf(<<"EOF");
@@ -838,6 +974,31 @@ EOF
     ok(wait_ack($id, $lv, control => $cpp), "$what: the answer is ACKed");
     ok(wait_backend('legacy', 'b5'), "$what: its endpoint serves");
     is($t->stop, 0, "$what: meshgate stops");
+}
+
+# TLS that does not verify: no stream, no endpoints.
+for my $case (
+    [ 'a server name the certificate does not carry', 'edge-badsni',
+      'tls = { ca = "ca.crt"; sni = "other.test"; cert = "edge.crt"; '
+      . 'key = "edge.key"; };' ],
+    [ 'no client certificate', 'edge-nocert',
+      'tls = { ca = "ca.crt"; sni = "xds.test"; };' ],
+) {
+    my ($what, $id, $tls) = @$case;
+    $t->write_conf(<<"EOF");
+gateway = { workers = 2; region = "r1"; drain_timeout = 1.0; log_level = "info"; };
+xds = { address = "127.0.0.1:%%PORT_8092%%"; node_id = "$id"; $tls };
+listeners = (
+  { name = "mesh"; listen = "127.0.0.1:%%PORT_8000%%"; routes = "mesh"; } );
+routes = { mesh = ( { domains = [ "legacy" ]; prefix = "/"; cluster = "legacy"; } ); };
+clusters = ( { name = "legacy"; discovery = "eds"; eds_name = "legacy-$id"; } );
+EOF
+    set("legacy-$id" => [ [ 'b5' ] ], -control => 8093);
+    $t->run;
+    ok(!wait_req($id, kind => 'subscribe', timeout => 2, control => 8093),
+        "TLS, $what: no stream reaches the control plane");
+    is(get('legacy')->[0], 503, "TLS, $what: no endpoints (503)");
+    is($t->stop, 0, "TLS, $what: meshgate stops");
 }
 
 {

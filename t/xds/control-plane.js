@@ -68,11 +68,12 @@
 //                  (the gRPC server is shut down and bound again).
 //   POST /exit     exits 0 after answering.
 //
-// Each request record: seq, time (ms since the epoch), stream, service (the :path), api,
-// version_info, response_nonce, resource_names, type_url, node (as sent,
-// only when sent), error_detail (only when sent), kind ("subscribe" |
-// "ack" | "nack" | "stale" | "update"), and for ACK/NACK the version of the
-// response it answers (acked_version / nacked_version). Each response
+// Each request record: seq, time (ms since the epoch), stream, service
+// (the :path), api, version_info, response_nonce, resource_names,
+// type_url, node (as sent, only when sent), error_detail (only when sent),
+// kind ("subscribe" | "update" | "ack" | "nack" | "stale" | "unknown-nonce"
+// | "other-type"), and for an ACK or NACK the version of the response it
+// answers (acked_version / nacked_version). Each response
 // record: seq, time, stream, version_info, nonce, type_url, resources
 // (names), invalid (kind or null). "problems" lists what a correct client
 // never does (no node in a stream's first request, a type URL of the other
