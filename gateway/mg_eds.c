@@ -336,16 +336,15 @@ mg_eds_connected(void)
 /* Reading (workers)                                                   */
 
 /* Copies entry |e| (slots into |copy| when not NULL) as one consistent
- * state; MG_AGAIN when the writer is at work. Returns its sequence in
- * |*seq|. */
+ * state, trying |tries| times; MG_AGAIN when the writer stayed at work.
+ * Returns its sequence in |*seq|. */
 static int
 eds_read(const eds_entry_t *e, mg_eds_slot_t *copy, mg_eds_status_t *st,
-         uint64_t *seq)
+         uint64_t *seq, int tries)
 {
     uint64_t s1, s2;
-    int tries;
 
-    for (tries = 0; tries < 100; tries++) {
+    while (tries-- > 0) {
         s1 = atomic_load_explicit(&((eds_entry_t *)e)->seq,
                                   memory_order_acquire);
         if (s1 & 1) {
@@ -379,7 +378,7 @@ mg_eds_status(const mg_cluster_conf_t *cl, mg_eds_status_t *st)
         || cl->eds_entry >= MG_EDS_ENTRIES) {
         return MG_DECLINED;
     }
-    return eds_read(&eds_shm->entries[cl->eds_entry], NULL, st, &seq)
+    return eds_read(&eds_shm->entries[cl->eds_entry], NULL, st, &seq, 100)
            == MG_OK ? MG_OK : MG_DECLINED;
 }
 
@@ -424,15 +423,16 @@ mg_eds_refresh(mg_ctx_t *ctx, const mg_cluster_conf_t *ccl)
         return;
     }
     e = &eds_shm->entries[cl->eds_entry];
-    if (atomic_load_explicit(&((eds_entry_t *)e)->seq, memory_order_acquire)
-        == ctx->eds_seq[cl->index]) {
-        return;
+    seq = atomic_load_explicit(&((eds_entry_t *)e)->seq, memory_order_acquire);
+    if (seq == ctx->eds_seq[cl->index] || (seq & 1)) {
+        return;   /* unchanged, or being written: the view we have serves */
     }
     copy = malloc(e->capacity * sizeof(mg_eds_slot_t));
     if (copy == NULL) {
         return;
     }
-    if (eds_read(e, copy, NULL, &seq) != MG_OK) {
+    /* One try: a request never waits for the writer. */
+    if (eds_read(e, copy, NULL, &seq, 1) != MG_OK) {
         free(copy);
         return;   /* the writer is busy: the next request looks again */
     }
