@@ -175,7 +175,7 @@ mg_eds_assign(mg_snapshot_t *snap, unsigned long generation,
  * turns; one that died holding the turn gives it up.
  */
 static eds_entry_t *
-eds_write_begin(const mg_cluster_conf_t *cl)
+eds_lock(const mg_cluster_conf_t *cl)
 {
     eds_entry_t *e;
     int32_t me = (int32_t)getpid(), owner;
@@ -187,7 +187,7 @@ eds_write_begin(const mg_cluster_conf_t *cl)
     for (;;) {
         owner = 0;
         if (atomic_compare_exchange_strong(&e->writer, &owner, me)) {
-            break;
+            return e;
         }
         if (kill(owner, 0) == -1 && errno == ESRCH) {
             (void)atomic_compare_exchange_strong(&e->writer, &owner, 0);
@@ -195,96 +195,169 @@ eds_write_begin(const mg_cluster_conf_t *cl)
         }
         sched_yield();
     }
-    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
-    atomic_thread_fence(memory_order_release);
-    return e;
 }
 
 static void
-eds_write_end(eds_entry_t *e)
+eds_unlock(eds_entry_t *e)
 {
-    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
     atomic_store(&e->writer, 0);
 }
 
-static int
-eds_addr_eq(const struct sockaddr_storage *a, socklen_t alen,
-            const struct sockaddr_storage *b, socklen_t blen)
+/* Between these two the entry is being written: workers keep the view
+ * they have. Only copies go in between, so that window is short. */
+static void
+eds_seq_begin(eds_entry_t *e)
 {
-    return alen == blen && memcmp(a, b, alen) == 0;
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_acq_rel);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void
+eds_seq_end(eds_entry_t *e)
+{
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+}
+
+/* An open-addressing table from address to slot, for one publish. */
+typedef struct eds_index_s {
+    unsigned *cell;               /* slot + 1, 0 = empty */
+    unsigned mask;
+} eds_index_t;
+
+static unsigned
+eds_addr_hash(const struct sockaddr_storage *a, socklen_t len)
+{
+    const unsigned char *p = (const unsigned char *)a;
+    uint32_t h = 2166136261u;
+    socklen_t i;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* The slot of |ss| in |ix| over |slots|, or -1; with |insert| >= 0, puts
+ * that slot there when the address is not found. */
+static int
+eds_index_find(eds_index_t *ix, const mg_eds_slot_t *slots,
+               const struct sockaddr_storage *ss, socklen_t len, int insert)
+{
+    unsigned h = eds_addr_hash(ss, len) & ix->mask, c;
+
+    for (;;) {
+        c = ix->cell[h];
+        if (c == 0) {
+            if (insert >= 0) {
+                ix->cell[h] = (unsigned)insert + 1;
+            }
+            return -1;
+        }
+        if (slots[c - 1].addrlen == len
+            && memcmp(&slots[c - 1].addr, ss, len) == 0) {
+            return (int)(c - 1);
+        }
+        h = (h + 1) & ix->mask;
+    }
+}
+
+static const mg_eds_slot_t *eds_sort_slots;
+
+static int
+eds_by_freed(const void *a, const void *b)
+{
+    const mg_eds_slot_t *x = &eds_sort_slots[*(const unsigned *)a];
+    const mg_eds_slot_t *y = &eds_sort_slots[*(const unsigned *)b];
+
+    if (x->freed_ms != y->freed_ms) {
+        return x->freed_ms < y->freed_ms ? -1 : 1;
+    }
+    return *(const unsigned *)a < *(const unsigned *)b ? -1 : 1;
 }
 
 void
 mg_eds_publish(const mg_cluster_conf_t *cl, const mg_eds_endpoint_t *eps,
                unsigned n, const char *version)
 {
-    eds_entry_t *e = eds_write_begin(cl);
-    mg_eds_slot_t *slots, *s;
-    unsigned char *taken;
-    unsigned i, k, best, used = 0;
+    eds_entry_t *e = eds_lock(cl);
+    mg_eds_slot_t *next = NULL, *s;
+    unsigned *owner = NULL, *pending = NULL, *free_slots = NULL;
+    unsigned i, k, cap, npending = 0, nfree = 0, j, used = 0;
     uint64_t now = eds_now_ms();
+    eds_index_t ix = { NULL, 0 };
+    int found;
 
     if (e == NULL) {
         return;
     }
-    slots = &eds_shm->slots[e->first];
-    n = mg_min(n, e->capacity);
-    taken = calloc(e->capacity, 1);
-    if (taken == NULL) {
-        eds_write_end(e);
-        return;
+    cap = e->capacity;
+    n = mg_min(n, cap);
+    for (ix.mask = 1; ix.mask < 2 * cap; ix.mask <<= 1) {
+        /* a power of two past twice the slots */
     }
-    /* Addresses that stay keep their slots. */
+    next = malloc(cap * sizeof(*next));
+    owner = calloc(cap, sizeof(*owner));     /* endpoint + 1 per slot */
+    pending = malloc((n + 1) * sizeof(*pending));
+    free_slots = malloc(cap * sizeof(*free_slots));
+    ix.cell = calloc(ix.mask, sizeof(*ix.cell));
+    ix.mask--;
+    if (next == NULL || owner == NULL || pending == NULL
+        || free_slots == NULL || ix.cell == NULL) {
+        goto done;
+    }
+    /* The new layout is worked out in a copy; only copying it in makes
+     * workers wait. */
+    memcpy(next, &eds_shm->slots[e->first], cap * sizeof(*next));
+    for (k = 0; k < cap; k++) {
+        if (next[k].in_use) {
+            (void)eds_index_find(&ix, next, &next[k].addr, next[k].addrlen,
+                                 (int)k);
+        }
+    }
+    /* Addresses that stay keep their slots; one listed twice counts
+     * once. */
     for (i = 0; i < n; i++) {
-        for (k = 0; k < e->capacity; k++) {
-            s = &slots[k];
-            if (s->in_use && !taken[k]
-                && eds_addr_eq(&s->addr, s->addrlen, &eps[i].addr,
-                               eps[i].addrlen)) {
-                taken[k] = 2 + (i & 0x3f);   /* matched */
-                break;
-            }
+        found = eds_index_find(&ix, next, &eps[i].addr, eps[i].addrlen, -1);
+        if (found < 0) {
+            pending[npending++] = i;
+        } else if (owner[found] == 0) {
+            owner[found] = i + 1;
         }
     }
-    for (k = 0; k < e->capacity; k++) {
-        if (slots[k].in_use && !taken[k]) {
-            slots[k].in_use = 0;
-            slots[k].freed_ms = now;
+    for (k = 0; k < cap; k++) {
+        if (next[k].in_use && owner[k] == 0) {
+            next[k].in_use = 0;
+            next[k].freed_ms = now;
+        }
+        if (!next[k].in_use) {
+            free_slots[nfree++] = k;
         }
     }
-    for (i = 0; i < n; i++) {
-        for (k = 0; k < e->capacity; k++) {
-            s = &slots[k];
-            if (s->in_use && eds_addr_eq(&s->addr, s->addrlen, &eps[i].addr,
-                                         eps[i].addrlen)) {
-                break;
-            }
+    /* New ones take the slots freed longest ago (never used first), so
+     * requests still on a removed endpoint finish before its slot means
+     * another. */
+    eds_sort_slots = next;
+    qsort(free_slots, nfree, sizeof(*free_slots), eds_by_freed);
+    for (i = 0, j = 0; i < npending && j < nfree; i++) {
+        s = &next[free_slots[j]];
+        if (eds_index_find(&ix, next, &eps[pending[i]].addr,
+                           eps[pending[i]].addrlen, -1) >= 0) {
+            continue;   /* a new address listed twice */
         }
-        if (k < e->capacity && taken[k] == 1) {
-            continue;   /* listed twice */
+        k = free_slots[j++];
+        s->addr = eps[pending[i]].addr;
+        s->addrlen = eps[pending[i]].addrlen;
+        memcpy(s->text, eps[pending[i]].text, sizeof(s->text));
+        s->in_use = 1;
+        owner[k] = pending[i] + 1;
+        (void)eds_index_find(&ix, next, &s->addr, s->addrlen, (int)k);
+    }
+    for (k = 0; k < cap; k++) {
+        if (owner[k] == 0) {
+            continue;
         }
-        if (k == e->capacity) {
-            /* A new one: the free slot left longest ago (never used
-             * first), so requests still on a removed endpoint finish
-             * before its slot means another. */
-            best = e->capacity;
-            for (k = 0; k < e->capacity; k++) {
-                if (!slots[k].in_use && !taken[k]
-                    && (best == e->capacity
-                        || slots[k].freed_ms < slots[best].freed_ms)) {
-                    best = k;
-                }
-            }
-            if (best == e->capacity) {
-                continue;
-            }
-            k = best;
-            s = &slots[k];
-            s->addr = eps[i].addr;
-            s->addrlen = eps[i].addrlen;
-            memcpy(s->text, eps[i].text, sizeof(s->text));
-        }
-        taken[k] = 1;
+        i = owner[k] - 1;
+        s = &next[k];
         s->in_use = 1;
         s->weight = eps[i].weight ? eps[i].weight : 1;
         s->priority = mg_min(eps[i].priority, MG_EDS_LEVELS - 1u);
@@ -292,7 +365,9 @@ mg_eds_publish(const mg_cluster_conf_t *cl, const mg_eds_endpoint_t *eps,
         memcpy(s->zone, eps[i].zone, sizeof(s->zone));
         used++;
     }
-    free(taken);
+
+    eds_seq_begin(e);
+    memcpy(&eds_shm->slots[e->first], next, cap * sizeof(*next));
     snprintf(e->status.version, sizeof(e->status.version), "%s",
              version ? version : "");
     e->status.nack[0] = '\0';
@@ -300,20 +375,30 @@ mg_eds_publish(const mg_cluster_conf_t *cl, const mg_eds_endpoint_t *eps,
     e->status.updates++;
     e->status.nendpoints = used;
     e->status.got_first = 1;
-    eds_write_end(e);
+    eds_seq_end(e);
+
+done:
+    free(next);
+    free(owner);
+    free(pending);
+    free(free_slots);
+    free(ix.cell);
+    eds_unlock(e);
 }
 
 void
 mg_eds_reject(const mg_cluster_conf_t *cl, const char *why)
 {
-    eds_entry_t *e = eds_write_begin(cl);
+    eds_entry_t *e = eds_lock(cl);
 
     if (e == NULL) {
         return;
     }
+    eds_seq_begin(e);
     snprintf(e->status.nack, sizeof(e->status.nack), "%s", why);
     e->status.rejections++;
-    eds_write_end(e);
+    eds_seq_end(e);
+    eds_unlock(e);
 }
 
 void
