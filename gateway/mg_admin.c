@@ -12,6 +12,7 @@
 #include <openssl/x509.h>
 
 #include "mg_admin.h"
+#include "mg_conf.h"
 #include "mg_ctx.h"
 #include "mg_dns.h"
 #include "mg_lb.h"
@@ -776,33 +777,33 @@ admin_json_region(admin_out_t *o, const mg_region_conf_t *rg)
     admin_raw(o, "}", 1);
 }
 
+/* The names of the bits set in |bits|, as a JSON array. */
+static void
+admin_json_flags(admin_out_t *o, const mg_conf_flag_t *flags, size_t nflags,
+                 unsigned bits)
+{
+    size_t i;
+    unsigned n = 0;
+
+    admin_raw(o, "[", 1);
+    for (i = 0; i < nflags; i++) {
+        if (bits & flags[i].bit) {
+            admin_raw(o, ",", n++ > 0);
+            admin_json_str(o, flags[i].name);
+        }
+    }
+    admin_raw(o, "]", 1);
+}
+
 static void
 admin_json_retry(admin_out_t *o, const mg_retry_conf_t *rc)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } on[] = {
-        { "connect-failure", MG_RETRY_CONNECT_FAILURE },
-        { "refused-stream", MG_RETRY_REFUSED_STREAM },
-        { "reset", MG_RETRY_RESET },
-        { "5xx", MG_RETRY_5XX },
-        { "gateway-error", MG_RETRY_GATEWAY_ERROR },
-        { "retriable-status", MG_RETRY_RETRIABLE_STATUS },
-    };
-    unsigned i, n = 0;
     int f = 1;
 
     admin_raw(o, "{", 1);
     admin_key(o, &f, "on");
-    admin_raw(o, "[", 1);
-    for (i = 0; i < mg_countof(on); i++) {
-        if (rc->on & on[i].bit) {
-            admin_raw(o, ",", n++ > 0);
-            admin_json_str(o, on[i].name);
-        }
-    }
-    admin_raw(o, "]", 1);
+    admin_json_flags(o, mg_conf_retry_on, mg_countof(mg_conf_retry_on),
+                     rc->on);
     if (rc->on & MG_RETRY_RETRIABLE_STATUS) {
         admin_key(o, &f, "statuses");
         admin_json_statuses(o, rc->statuses);
@@ -904,15 +905,6 @@ admin_json_cluster(admin_out_t *o, const mg_cluster_conf_t *cl)
 static void
 admin_json_tracing(admin_out_t *o, const mg_tracing_conf_t *tc)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } formats[] = {
-        { "w3c", MG_TRACE_PROP_W3C },
-        { "b3", MG_TRACE_PROP_B3 },
-        { "b3-single", MG_TRACE_PROP_B3_SINGLE },
-    };
-    unsigned i, n = 0;
     int f = 1;
 
     if (tc == NULL) {
@@ -924,14 +916,8 @@ admin_json_tracing(admin_out_t *o, const mg_tracing_conf_t *tc)
     admin_kv_num(o, &f, "sampling_percent", tc->sampling_percent);
     admin_kv_str(o, &f, "service_name", tc->service_name);
     admin_key(o, &f, "propagate");
-    admin_raw(o, "[", 1);
-    for (i = 0; i < mg_countof(formats); i++) {
-        if (tc->propagate & formats[i].bit) {
-            admin_raw(o, ",", n++ > 0);
-            admin_json_str(o, formats[i].name);
-        }
-    }
-    admin_raw(o, "]", 1);
+    admin_json_flags(o, mg_conf_trace_formats,
+                     mg_countof(mg_conf_trace_formats), tc->propagate);
     admin_kv_uint(o, &f, "batch", tc->batch);
     admin_kv_num(o, &f, "flush_interval", tc->flush_interval);
     admin_kv_num(o, &f, "timeout", tc->timeout);

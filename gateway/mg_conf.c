@@ -1539,14 +1539,7 @@ conf_parse_xds(conf_ctx_t *ctx)
 static void
 conf_parse_tracing(conf_ctx_t *ctx)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } formats[] = {
-        { "w3c", MG_TRACE_PROP_W3C },
-        { "b3", MG_TRACE_PROP_B3 },
-        { "b3-single", MG_TRACE_PROP_B3_SINGLE },
-    };
+    const mg_conf_flag_t *formats = mg_conf_trace_formats;
     mg_tracing_conf_t *tc;
     conf_val_t v[SK_N];
     const char *reason, **names;
@@ -1604,13 +1597,13 @@ conf_parse_tracing(conf_ctx_t *ctx)
         && (names = conf_strs(ctx, v[SK_PROPAGATE].s, &n)) != NULL) {
         tc->propagate = 0;
         for (i = 0; i < n; i++) {
-            for (k = 0; k < mg_countof(formats); k++) {
+            for (k = 0; k < mg_countof(mg_conf_trace_formats); k++) {
                 if (strcmp(names[i], formats[k].name) == 0) {
                     tc->propagate |= formats[k].bit;
                     break;
                 }
             }
-            if (k == mg_countof(formats)) {
+            if (k == mg_countof(mg_conf_trace_formats)) {
                 conf_error(ctx, config_setting_get_elem(v[SK_PROPAGATE].s, i),
                            "unknown propagate format \"%s\" (use \"w3c\", "
                            "\"b3\" or \"b3-single\")", names[i]);
@@ -2453,21 +2446,26 @@ conf_retry_defaults(mg_retry_conf_t *r)
     r->budget = conf_retry_keys[YK_BUDGET].dnum;
 }
 
+const mg_conf_flag_t mg_conf_retry_on[6] = {
+    { "connect-failure", MG_RETRY_CONNECT_FAILURE },
+    { "refused-stream", MG_RETRY_REFUSED_STREAM },
+    { "reset", MG_RETRY_RESET },
+    { "5xx", MG_RETRY_5XX },
+    { "gateway-error", MG_RETRY_GATEWAY_ERROR },
+    { "retriable-status", MG_RETRY_RETRIABLE_STATUS },
+};
+
+const mg_conf_flag_t mg_conf_trace_formats[3] = {
+    { "w3c", MG_TRACE_PROP_W3C },
+    { "b3", MG_TRACE_PROP_B3 },
+    { "b3-single", MG_TRACE_PROP_B3_SINGLE },
+};
+
 static void
 conf_parse_retry(conf_ctx_t *ctx, const config_setting_t *g,
                  mg_retry_conf_t *r)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } names[] = {
-        { "connect-failure", MG_RETRY_CONNECT_FAILURE },
-        { "refused-stream", MG_RETRY_REFUSED_STREAM },
-        { "reset", MG_RETRY_RESET },
-        { "5xx", MG_RETRY_5XX },
-        { "gateway-error", MG_RETRY_GATEWAY_ERROR },
-        { "retriable-status", MG_RETRY_RETRIABLE_STATUS },
-    };
+    const mg_conf_flag_t *names = mg_conf_retry_on;
     conf_val_t v[YK_N];
     const config_setting_t *e;
     const char *str;
@@ -2485,13 +2483,13 @@ conf_parse_retry(conf_ctx_t *ctx, const config_setting_t *g,
         for (i = 0; i < n; i++) {
             e = config_setting_get_elem(v[YK_ON].s, i);
             str = config_setting_get_string(e);
-            for (k = 0; k < mg_countof(names); k++) {
+            for (k = 0; k < mg_countof(mg_conf_retry_on); k++) {
                 if (strcmp(str, names[k].name) == 0) {
                     r->on |= names[k].bit;
                     break;
                 }
             }
-            if (k == mg_countof(names)) {
+            if (k == mg_countof(mg_conf_retry_on)) {
                 conf_error(ctx, e, "retry on \"%s\": must be one of "
                            "connect-failure, refused-stream, reset, 5xx, "
                            "gateway-error, retriable-status", str);

@@ -24,6 +24,16 @@ typedef struct mg_conf_errors_s {
  */
 mg_snapshot_t *mg_conf_load(const char *path, mg_conf_errors_t *errs);
 
+/* Flag bits by the names the configuration gives them: what the parser
+ * reads is what /config_dump writes. */
+typedef struct mg_conf_flag_s {
+    const char *name;
+    unsigned bit;
+} mg_conf_flag_t;
+
+extern const mg_conf_flag_t mg_conf_retry_on[6];      /* MG_RETRY_* */
+extern const mg_conf_flag_t mg_conf_trace_formats[3]; /* MG_TRACE_PROP_* */
+
 /* Frees the snapshot's arena. */
 void mg_snapshot_free(mg_snapshot_t *snap);
 
