@@ -38,6 +38,41 @@ typedef struct mg_outlier_conf_s mg_outlier_conf_t;
 #define mg_min(a, b) ((a) < (b) ? (a) : (b))
 #define mg_max(a, b) ((a) > (b) ? (a) : (b))
 
+/* Bitmaps in 64-bit words, for the block tables of shared memory: the
+ * first run of |n| clear bits wholly below |limit| (or |limit| when there
+ * is none), and setting or clearing a run. */
+static inline unsigned
+mg_bits_find_clear(const uint64_t *map, unsigned limit, unsigned n)
+{
+    unsigned b, i;
+
+    for (b = 0; b + n <= limit; b++) {
+        for (i = b; i < b + n; i++) {
+            if (map[i / 64] & ((uint64_t)1 << (i % 64))) {
+                break;
+            }
+        }
+        if (i == b + n) {
+            return b;
+        }
+    }
+    return limit;
+}
+
+static inline void
+mg_bits_set(uint64_t *map, unsigned b, unsigned n, int on)
+{
+    unsigned i;
+
+    for (i = b; i < b + n; i++) {
+        if (on) {
+            map[i / 64] |= (uint64_t)1 << (i % 64);
+        } else {
+            map[i / 64] &= ~((uint64_t)1 << (i % 64));
+        }
+    }
+}
+
 #if defined(__GNUC__)
 #define mg_likely(x) __builtin_expect(!!(x), 1)
 #define mg_unlikely(x) __builtin_expect(!!(x), 0)

@@ -66,33 +66,6 @@ eds_now_ms(void)
 /* ------------------------------------------------------------------ */
 /* Entries (master)                                                    */
 
-static int
-eds_blocks_free(unsigned b, unsigned n)
-{
-    unsigned i;
-
-    for (i = b; i < b + n; i++) {
-        if (eds_shm->block_busy[i / 64] & ((uint64_t)1 << (i % 64))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static void
-eds_blocks_mark(unsigned b, unsigned n, int busy)
-{
-    unsigned i;
-
-    for (i = b; i < b + n; i++) {
-        if (busy) {
-            eds_shm->block_busy[i / 64] |= (uint64_t)1 << (i % 64);
-        } else {
-            eds_shm->block_busy[i / 64] &= ~((uint64_t)1 << (i % 64));
-        }
-    }
-}
-
 int
 mg_eds_assign(mg_snapshot_t *snap, unsigned long generation,
               unsigned long oldest_live)
@@ -109,8 +82,8 @@ mg_eds_assign(mg_snapshot_t *snap, unsigned long generation,
     for (i = 0; i < MG_EDS_ENTRIES; i++) {
         e = &eds_shm->entries[i];
         if (e->key[0] != '\0' && e->generation < oldest_live) {
-            eds_blocks_mark(e->first / EDS_BLOCK,
-                            (e->capacity + EDS_BLOCK - 1) / EDS_BLOCK, 0);
+            mg_bits_set(eds_shm->block_busy, e->first / EDS_BLOCK,
+                        (e->capacity + EDS_BLOCK - 1) / EDS_BLOCK, 0);
             e->key[0] = '\0';
         }
     }
@@ -139,18 +112,16 @@ mg_eds_assign(mg_snapshot_t *snap, unsigned long generation,
             continue;
         }
         n = (cl->max_endpoints + EDS_BLOCK - 1) / EDS_BLOCK;
-        for (b = 0; free_e != NULL && b + n <= EDS_BLOCKS; b++) {
-            if (eds_blocks_free(b, n)) {
-                break;
-            }
-        }
-        if (free_e == NULL || b + n > EDS_BLOCKS) {
+        b = free_e != NULL ? mg_bits_find_clear(eds_shm->block_busy,
+                                                EDS_BLOCKS, n)
+                           : EDS_BLOCKS;
+        if (b == EDS_BLOCKS) {
             mg_log_error(MG_LOG_ERROR, &mg_log, 0, "discovery table full: "
                          "cluster %s gets no endpoints", cl->name);
             rc = MG_ERROR;
             continue;
         }
-        eds_blocks_mark(b, n, 1);
+        mg_bits_set(eds_shm->block_busy, b, n, 1);
         memset(&eds_shm->slots[b * EDS_BLOCK], 0,
                (size_t)n * EDS_BLOCK * sizeof(mg_eds_slot_t));
         e = free_e;

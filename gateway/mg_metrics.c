@@ -225,51 +225,24 @@ met_hash(const char *s)
     return h;
 }
 
-static int
-met_blocks_free(unsigned b, unsigned n)
-{
-    unsigned i;
-
-    for (i = b; i < b + n; i++) {
-        if (met_shm->block_busy[i / 64] & ((uint64_t)1 << (i % 64))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static void
-met_blocks_mark(unsigned b, unsigned n, int busy)
-{
-    unsigned i;
-
-    for (i = b; i < b + n; i++) {
-        if (busy) {
-            met_shm->block_busy[i / 64] |= (uint64_t)1 << (i % 64);
-        } else {
-            met_shm->block_busy[i / 64] &= ~((uint64_t)1 << (i % 64));
-        }
-    }
-}
-
 /* Cells for |n| blocks, zeroed in every slot, or MG_MET_CELLS when full. */
 static unsigned
 met_alloc(unsigned ncells)
 {
     unsigned n = (ncells + MET_BLOCK - 1) / MET_BLOCK, b, s, used;
 
-    for (b = 0; b + n <= MET_BLOCKS - MET_SINK_BLOCKS; b++) {
-        if (met_blocks_free(b, n)) {
-            met_blocks_mark(b, n, 1);
-            used = atomic_load(&met_shm->slots_used);
-            for (s = 0; s < used; s++) {
-                memset((void *)&met_shm->cells[s][b * MET_BLOCK], 0,
-                       (size_t)n * MET_BLOCK * sizeof(uint64_t));
-            }
-            return b * MET_BLOCK;
-        }
+    b = mg_bits_find_clear(met_shm->block_busy, MET_BLOCKS - MET_SINK_BLOCKS,
+                           n);
+    if (b == MET_BLOCKS - MET_SINK_BLOCKS) {
+        return MG_MET_CELLS;
     }
-    return MG_MET_CELLS;
+    mg_bits_set(met_shm->block_busy, b, n, 1);
+    used = atomic_load(&met_shm->slots_used);
+    for (s = 0; s < used; s++) {
+        memset((void *)&met_shm->cells[s][b * MET_BLOCK], 0,
+               (size_t)n * MET_BLOCK * sizeof(uint64_t));
+    }
+    return b * MET_BLOCK;
 }
 
 static unsigned met_full;         /* series not counted in this assign */
@@ -348,8 +321,8 @@ mg_metrics_assign(mg_snapshot_t *snap, unsigned long generation,
     for (i = 0; i < MG_MET_SERIES; i++) {
         s = &met_shm->series[i];
         if (s->key[0] > '\1' && s->generation < oldest_live) {
-            met_blocks_mark(s->first / MET_BLOCK,
-                            (s->ncells + MET_BLOCK - 1) / MET_BLOCK, 0);
+            mg_bits_set(met_shm->block_busy, s->first / MET_BLOCK,
+                        (s->ncells + MET_BLOCK - 1) / MET_BLOCK, 0);
             s->key[0] = '\1';
         }
     }
